@@ -1,0 +1,168 @@
+"""API benchmark: p50/p95 latency and requests/s for availability and booking creation.
+
+Starts `hibachi serve` as its own process on a throwaway data dir (embedded PostgreSQL
+and Redis), then drives it over HTTP at a fixed concurrency from this process.
+
+    .venv/bin/python -m benchmarks.api [--requests 2000] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+
+SEED_TARGET_P95_MS = 200
+AIM_P95_MS = 50
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_ready(base: str, proc: subprocess.Popen[bytes], limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited with {proc.returncode}")
+            try:
+                if (await client.get(f"{base}/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.25)
+    raise SystemExit("server did not become ready")
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+async def drive(
+    client: httpx.AsyncClient, requests: list[tuple[str, str, dict[str, object] | None]], concurrency: int
+) -> tuple[list[float], float, dict[int, int]]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    queue = iter(requests)
+
+    async def worker() -> None:
+        for method, url, body in queue:
+            started = time.perf_counter()
+            response = await client.request(method, url, json=body)
+            latencies.append((time.perf_counter() - started) * 1000)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started, statuses
+
+
+def report(name: str, latencies: list[float], elapsed: float, statuses: dict[int, int]) -> None:
+    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    print(
+        f"{name:<18} n={len(latencies):<5} p50={p50:6.1f} ms  p95={p95:6.1f} ms  "
+        f"max={max(latencies):6.1f} ms  {len(latencies) / elapsed:7.1f} req/s  statuses={statuses}  "
+        f"(seed target p95 < {SEED_TARGET_P95_MS} ms, aim < {AIM_P95_MS} ms: "
+        f"{'met' if p95 < AIM_P95_MS else 'seed target met' if p95 < SEED_TARGET_P95_MS else 'MISSED'})"
+    )
+
+
+async def run(n: int, concurrency: int) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    key = "bench-" + secrets.token_hex(8)
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
+            "HIBACHI_DATA_DIR": data_dir,
+            "HIBACHI_ADMIN_API_KEY": key,
+            "PUBLIC_BASE_URL": base,
+        }
+        # The server starts once, before any measurement; blocking here is harmless.
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-m", "hibachi.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=Path(__file__).parent.parent,
+        )
+        try:
+            await wait_ready(base, proc)
+            limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+            async with httpx.AsyncClient(
+                base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=30
+            ) as client:
+                start_day = date.today() + timedelta(days=5)
+                days = [start_day + timedelta(days=i) for i in range(150)]
+                warm = [("GET", f"/v1/availability?location=bay-area&date={d}", None) for d in days[:50]]
+                await drive(client, warm, concurrency)
+                avail = [
+                    ("GET", f"/v1/availability?location={loc}&date={d}", None)
+                    for loc, d in zip(itertools.cycle(["bay-area", "sacramento"]), itertools.cycle(days))
+                ][:n]
+                print(
+                    f"hibachi API benchmark: {n} requests per endpoint, concurrency {concurrency}, "
+                    f"{os.cpu_count()} CPUs, server = 1 uvicorn process + embedded PostgreSQL/Redis"
+                )
+                report("availability", *await drive(client, avail, concurrency))
+                slots = itertools.cycle(
+                    [
+                        (loc, d, t)
+                        for d in days
+                        for loc in ("bay-area", "sacramento")
+                        for t in ("12:00", "15:00", "18:00")
+                    ]
+                )
+                bookings: list[tuple[str, str, dict[str, object] | None]] = []
+                for i in range(n):
+                    loc, d, t = next(slots)
+                    bookings.append(
+                        (
+                            "POST",
+                            "/v1/bookings",
+                            {
+                                "location": loc,
+                                "customer_phone": f"+1408555{i % 10000:04d}",
+                                "customer_name": "Bench Mark",
+                                "event_date": d.isoformat(),
+                                "start_time": t,
+                                "adults": 12,
+                                "children": 1,
+                            },
+                        )
+                    )
+                report("booking creation", *await drive(client, bookings, concurrency))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    asyncio.run(run(args.requests, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The restaurant back office: one sub-package per business domain."""

@@ -1,0 +1,390 @@
+"""Bookings: availability, quotes, create/reschedule/cancel/complete under the house rules.
+
+Capacity is enforced with a PostgreSQL transaction-scoped advisory lock per slot:
+every writer that could take a place in a slot serialises on that slot's lock, counts
+the bookings holding it, and only then inserts. A full slot is never overbooked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from booking_tools.bookings import pricing, rules
+from booking_tools.bookings.errors import (
+    BookingNotFound,
+    BookingRuleViolation,
+    InvalidTransition,
+    NotYourBooking,
+    SlotUnavailable,
+)
+from booking_tools.bookings.models import HOLDS_SLOT, Booking, BookingStatus
+from booking_tools.bookings.schemas import BookingCreate
+from booking_tools.customers.phone import to_e164
+from booking_tools.customers.service import find_customer, get_or_create_customer
+from booking_tools.deposits import service as deposits
+from booking_tools.deposits.providers import PaymentProvider
+from booking_tools.locations.models import Location
+from booking_tools.locations.service import get_location
+from booking_tools.loyalty import service as loyalty
+from booking_tools.messaging import templates
+from booking_tools.messaging.service import queue_text
+from booking_tools.waitlist import service as waitlist
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotState:
+    event_date: date
+    start_time: time
+    capacity: int
+    held: int
+    problem: str | None
+
+    @property
+    def remaining(self) -> int:
+        return 0 if self.problem else max(0, self.capacity - self.held)
+
+
+def new_code() -> str:
+    return "MH" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
+
+
+def party_of(booking: Booking) -> pricing.Party:
+    return pricing.Party(
+        adults=booking.adults,
+        children=booking.children,
+        toddlers=booking.toddlers,
+        filet_upgrades=booking.filet_upgrades,
+        lobster_upgrades=booking.lobster_upgrades,
+    )
+
+
+def quote_of(booking: Booking) -> pricing.Quote:
+    return pricing.quote(
+        party_of(booking),
+        miles=booking.travel_miles,
+        discount=booking.discount_cents + booking.referral_discount_cents,
+    )
+
+
+async def lock_slot(session: AsyncSession, *, location_id: uuid.UUID, day: date, at: time) -> None:
+    """Serialise writers of one slot until the transaction ends."""
+    digest = hashlib.blake2b(f"{location_id}|{day}|{at}".encode(), digest_size=8).digest()
+    await session.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))
+
+
+async def held_counts(
+    session: AsyncSession, *, location_id: uuid.UUID, first: date, last: date
+) -> Counter[tuple[date, time]]:
+    rows = await session.execute(
+        select(Booking.event_date, Booking.start_time, func.count())
+        .where(
+            Booking.location_id == location_id,
+            Booking.event_date.between(first, last),
+            Booking.status.in_(HOLDS_SLOT),
+        )
+        .group_by(Booking.event_date, Booking.start_time)
+    )
+    return Counter({(d, t): n for d, t, n in rows.tuples()})
+
+
+async def slot_states(
+    session: AsyncSession, *, location: Location, first: date, last: date, now: datetime
+) -> list[SlotState]:
+    held = await held_counts(session, location_id=location.id, first=first, last=last)
+    states = []
+    day = first
+    while day <= last:
+        for at in rules.SLOT_TIMES:
+            states.append(
+                SlotState(
+                    event_date=day,
+                    start_time=at,
+                    capacity=location.chefs,
+                    held=held[(day, at)],
+                    problem=rules.slot_problem(location.timezone, day, at, now=now),
+                )
+            )
+        day += timedelta(days=1)
+    return states
+
+
+async def search_open_slots(
+    session: AsyncSession, *, location: Location, near: datetime, now: datetime, limit: int, days: int = 14
+) -> list[SlotState]:
+    """Open slots closest in time to `near` (within +-`days`), nearest first."""
+    center = (
+        near
+        if near.tzinfo
+        else near.replace(tzinfo=rules.event_start(location.timezone, near.date(), near.time()).tzinfo)
+    )
+    states = await slot_states(
+        session,
+        location=location,
+        first=center.date() - timedelta(days=days),
+        last=center.date() + timedelta(days=days),
+        now=now,
+    )
+    open_ = [s for s in states if s.remaining > 0]
+    open_.sort(
+        key=lambda s: abs(
+            (rules.event_start(location.timezone, s.event_date, s.start_time) - center).total_seconds()
+        )
+    )
+    return open_[:limit]
+
+
+async def load_booking(session: AsyncSession, *, booking_id: uuid.UUID, lock: bool = False) -> Booking:
+    query = (
+        select(Booking)
+        .where(Booking.id == booking_id)
+        .options(selectinload(Booking.location), selectinload(Booking.customer))
+    )
+    if lock:
+        query = query.with_for_update(of=Booking)
+    booking = await session.scalar(query)
+    if booking is None:
+        raise BookingNotFound("no such booking")
+    return booking
+
+
+async def booking_by_code(session: AsyncSession, *, code: str) -> Booking:
+    booking_id = await session.scalar(select(Booking.id).where(Booking.code == code.upper().strip()))
+    if booking_id is None:
+        raise BookingNotFound(f"no booking with code {code}")
+    return await load_booking(session, booking_id=booking_id)
+
+
+async def list_bookings(
+    session: AsyncSession, *, phone: str | None, status: BookingStatus | None, limit: int, offset: int
+) -> tuple[list[Booking], int]:
+    query = select(Booking).options(selectinload(Booking.location), selectinload(Booking.customer))
+    if phone is not None:
+        customer = await find_customer(session, phone=phone)
+        if customer is None:
+            return [], 0
+        query = query.where(Booking.customer_id == customer.id)
+    if status is not None:
+        query = query.where(Booking.status == status)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.scalars(
+        query.order_by(Booking.event_date, Booking.start_time, Booking.id).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+def authorize_change(
+    booking: Booking, *, phone: str | None = None, code: str | None = None, last_name: str | None = None
+) -> None:
+    """A change needs the booking's phone, or its code plus the last name on it."""
+    if phone is not None and to_e164(phone) == booking.customer.phone:
+        return
+    if code and last_name and code.strip().upper() == booking.code:
+        on_booking = booking.customer_name.strip().split()[-1].lower()
+        if last_name.strip().lower() == on_booking:
+            return
+    raise NotYourBooking("that booking can only be changed from the phone it was made with")
+
+
+async def _take_place(
+    session: AsyncSession, *, location: Location, day: date, at: time, now: datetime
+) -> None:
+    """Check the slot's rules and capacity with its lock held (call before inserting/moving)."""
+    problem = rules.slot_problem(location.timezone, day, at, now=now)
+    if problem:
+        raise BookingRuleViolation(problem)
+    await lock_slot(session, location_id=location.id, day=day, at=at)
+    held = await held_counts(session, location_id=location.id, first=day, last=day)
+    if held[(day, at)] >= location.chefs:
+        raise SlotUnavailable(f"{location.name} is fully booked on {day:%a %b} {day.day} at {at:%H:%M}")
+
+
+async def create_booking(
+    session: AsyncSession,
+    *,
+    booking_in: BookingCreate,
+    payments: PaymentProvider,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> tuple[Booking, bool]:
+    """Hold a place, open the deposit and text its link. Returns (booking, created)."""
+    if idempotency_key:
+        existing = await session.scalar(select(Booking.id).where(Booking.idempotency_key == idempotency_key))
+        if existing is not None:
+            return await load_booking(session, booking_id=existing), False
+    location = await get_location(session, slug=booking_in.location)
+    party = pricing.Party(
+        adults=booking_in.adults,
+        children=booking_in.children,
+        toddlers=booking_in.toddlers,
+        filet_upgrades=booking_in.filet_upgrades,
+        lobster_upgrades=booking_in.lobster_upgrades,
+    )
+    problem = pricing.party_problem(party)
+    if problem:
+        raise BookingRuleViolation(problem)
+    customer = await get_or_create_customer(
+        session, phone=booking_in.customer_phone, name=booking_in.customer_name
+    )
+    if booking_in.referrer_phone:
+        await loyalty.record_referral(session, customer=customer, referrer_phone=booking_in.referrer_phone)
+    await _take_place(
+        session, location=location, day=booking_in.event_date, at=booking_in.start_time, now=now
+    )
+    booking = Booking(
+        code=new_code(),
+        location_id=location.id,
+        customer_id=customer.id,
+        customer_name=booking_in.customer_name.strip(),
+        event_date=booking_in.event_date,
+        start_time=booking_in.start_time,
+        adults=party.adults,
+        children=party.children,
+        toddlers=party.toddlers,
+        filet_upgrades=party.filet_upgrades,
+        lobster_upgrades=party.lobster_upgrades,
+        travel_miles=booking_in.travel_miles,
+        address=booking_in.address,
+        notes=booking_in.notes,
+        food_subtotal_cents=pricing.food_subtotal(party),
+        referral_discount_cents=await loyalty.first_event_referral_discount(
+            session, customer=customer, food_subtotal_cents=pricing.food_subtotal(party)
+        ),
+        idempotency_key=idempotency_key,
+    )
+    session.add(booking)
+    await session.flush()
+    booking = await load_booking(session, booking_id=booking.id)
+    deposit, _ = await deposits.open_deposit(session, booking=booking, payments=payments, now=now)
+    await deposits.send_deposit_link(session, booking=booking, deposit=deposit)
+    return booking, True
+
+
+async def reschedule_booking(
+    session: AsyncSession,
+    *,
+    booking: Booking,
+    event_date: date,
+    start_time: time,
+    payments: PaymentProvider,
+    now: datetime,
+    by_staff: bool = False,
+) -> Booking:
+    """Move a booking. Outside 48 h the deposit moves with it; inside, it is kept and a new one is due.
+
+    Customers get one free reschedule; staff may move a booking again.
+    """
+    if booking.status not in (BookingStatus.pending_deposit, BookingStatus.confirmed):
+        raise InvalidTransition(f"booking {booking.code} is {booking.status.value} and can't be moved")
+    if booking.reschedule_count >= 1 and not by_staff:
+        raise BookingRuleViolation(
+            "a booking can be rescheduled once for free; our staff can help with another change"
+        )
+    if (event_date, start_time) == (booking.event_date, booking.start_time):
+        raise BookingRuleViolation("that is already the booking's date and time")
+    location = booking.location
+    old = (booking.event_date, booking.start_time)
+    late = rules.within_48h(location.timezone, *old, now=now)
+    await _take_place(session, location=location, day=event_date, at=start_time, now=now)
+    booking.event_date, booking.start_time = event_date, start_time
+    booking.reschedule_count += 1
+    if late:
+        kept = await deposits.settle_on_cancel(
+            session, booking=booking, keep=True, payments=payments, now=now
+        )
+        if kept is not None and kept.status.value == "kept":
+            booking.status = BookingStatus.pending_deposit
+            booking.confirmed_at = None
+        deposit, created = await deposits.open_deposit(session, booking=booking, payments=payments, now=now)
+        if created:
+            await deposits.send_deposit_link(session, booking=booking, deposit=deposit)
+    await queue_text(
+        session,
+        location=location,
+        to_phone=booking.customer.phone,
+        customer=booking.customer,
+        template="booking_rescheduled",
+        body=templates.booking_rescheduled(code=booking.code, event_date=event_date, start_time=start_time),
+        dedupe_key=f"rescheduled:{booking.id}:{booking.reschedule_count}",
+    )
+    await session.flush()
+    await waitlist.slot_freed(session, location=location, event_date=old[0], start_time=old[1], now=now)
+    return booking
+
+
+async def cancel_booking(
+    session: AsyncSession,
+    *,
+    booking: Booking,
+    payments: PaymentProvider,
+    now: datetime,
+    reason: str | None = None,
+    released: bool = False,
+) -> Booking:
+    """Cancel; a paid deposit is refunded outside 48 h and kept inside. Frees the slot."""
+    if booking.status not in (BookingStatus.pending_deposit, BookingStatus.confirmed):
+        raise InvalidTransition(f"booking {booking.code} is {booking.status.value} and can't be cancelled")
+    location = booking.location
+    late = rules.within_48h(location.timezone, booking.event_date, booking.start_time, now=now)
+    deposit = await deposits.settle_on_cancel(session, booking=booking, keep=late, payments=payments, now=now)
+    booking.status = BookingStatus.cancelled
+    booking.cancelled_at = now
+    booking.cancel_reason = reason or ("deposit not paid within 24 hours" if released else "cancelled")
+    await loyalty.return_redeemed_points(session, booking=booking, now=now)
+    if released:
+        body = templates.booking_released(code=booking.code)
+    else:
+        refund = deposit is not None and deposit.status.value == "refunded"
+        body = templates.booking_cancelled(code=booking.code, refund=refund)
+    await queue_text(
+        session,
+        location=location,
+        to_phone=booking.customer.phone,
+        customer=booking.customer,
+        template="booking_released" if released else "booking_cancelled",
+        body=body,
+        dedupe_key=f"cancelled:{booking.id}",
+    )
+    await session.flush()
+    await waitlist.slot_freed(
+        session, location=location, event_date=booking.event_date, start_time=booking.start_time, now=now
+    )
+    return booking
+
+
+async def complete_booking(session: AsyncSession, *, booking: Booking, now: datetime) -> Booking:
+    """The event happened: mark it completed and award loyalty points (and referral bonus)."""
+    if booking.status is not BookingStatus.confirmed:
+        raise InvalidTransition(
+            f"only confirmed bookings can be completed (this one is {booking.status.value})"
+        )
+    if rules.event_start(booking.location.timezone, booking.event_date, booking.start_time) > now:
+        raise BookingRuleViolation("an event can't be completed before it starts")
+    booking.status = BookingStatus.completed
+    booking.completed_at = now
+    await session.flush()
+    await loyalty.award_for_completed_booking(session, booking=booking, now=now)
+    return booking
+
+
+async def release_expired_deposits(session: AsyncSession, *, payments: PaymentProvider, now: datetime) -> int:
+    """Cancel bookings whose deposit link expired unpaid; returns how many were released."""
+    released = 0
+    for deposit in await deposits.due_for_expiry(session, now=now):
+        deposit.status = deposits.DepositStatus.expired
+        deposit.closed_at = now
+        booking = await load_booking(session, booking_id=deposit.booking_id, lock=True)
+        if booking.status is BookingStatus.pending_deposit:
+            await cancel_booking(session, booking=booking, payments=payments, now=now, released=True)
+            released += 1
+    return released

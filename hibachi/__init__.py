@@ -1,0 +1,1 @@
+"""Platform layer: settings, embedded servers, database, errors, app assembly and CLI."""

@@ -1,0 +1,175 @@
+"""The FastAPI application: routers, error rendering, health, metrics, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from booking_tools.loyalty.router import router as loyalty_router
+from booking_tools.messaging.providers import build_senders
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from booking_tools.admin.models import Role
+from booking_tools.admin.router import router as admin_router
+from booking_tools.admin.service import ensure_api_key
+from booking_tools.bookings.router import router as bookings_router
+from booking_tools.customers.router import router as customers_router
+from booking_tools.deposits.providers import BuiltinPayments, PaymentProvider
+from booking_tools.deposits.router import router as pay_router
+from booking_tools.locations.router import router as locations_router
+from booking_tools.messaging.router import router as messaging_router
+from booking_tools.waitlist.router import router as waitlist_router
+from hibachi.context import AppContext, build_context
+from hibachi.db import unit_of_work
+from hibachi.errors import DomainError
+from hibachi.jobs import build_worker
+from hibachi.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REQUEST_SECONDS = Histogram(
+    "hibachi_http_request_seconds",
+    "HTTP request latency by route",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+def build_payments(settings: Settings) -> PaymentProvider:
+    if settings.stripe_api_key:
+        from booking_tools.deposits.stripe_provider import StripePayments
+
+        return StripePayments(settings)
+    return BuiltinPayments(settings.public_base_url)
+
+
+async def start(settings: Settings) -> AppContext:
+    """Build the shared context: connections, providers, bootstrap admin key."""
+    ctx = await build_context(settings)
+    ctx.extras["payments"] = build_payments(settings)
+    ctx.extras["sms_senders"] = build_senders(settings)
+    if settings.hibachi_admin_api_key:
+        async with unit_of_work(ctx.sessions) as session:
+            await ensure_api_key(
+                session, name="bootstrap-admin", role=Role.admin, raw_key=settings.hibachi_admin_api_key
+            )
+    return ctx
+
+
+def error_body(name: str, detail: Any) -> dict[str, Any]:
+    return {"error": name, "detail": detail}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(error_body(exc.name, exc.detail), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse(error_body("ValidationError", "; ".join(problems)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        name = {404: "NotFound", 405: "MethodNotAllowed", 401: "Unauthorized"}.get(
+            exc.status_code, "HTTPError"
+        )
+        return JSONResponse(
+            error_body(name, exc.detail), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+
+def create_app(settings: Settings, *, context: AppContext | None = None) -> FastAPI:
+    """The app. With `context`, the caller owns connections and the worker (tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if context is not None:
+            app.state.ctx = context
+            yield
+            return
+        ctx = await start(settings)
+        app.state.ctx = ctx
+        worker_task: asyncio.Task[None] | None = None
+        worker = None
+        if settings.hibachi_run_worker:
+            worker = build_worker(ctx)
+            worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
+        try:
+            yield
+        finally:
+            if worker is not None and worker_task is not None:
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+                await worker.close()
+            await ctx.close()
+
+    app = FastAPI(
+        title="My Hibachi agent and back office",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Business API (`/v1`, Bearer API key), provider webhooks, health and metrics.",
+    )
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        REQUEST_SECONDS.labels(
+            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
+        ).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> JSONResponse:
+        ctx: AppContext = request.app.state.ctx
+        checks: dict[str, str] = {}
+        try:
+            async with ctx.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # readiness reports any failure instead of raising
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            await ctx.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # as above
+            checks["redis"] = f"error: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503
+        )
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in (
+        locations_router,
+        bookings_router,
+        customers_router,
+        loyalty_router,
+        waitlist_router,
+        messaging_router,
+        admin_router,
+        pay_router,
+    ):
+        app.include_router(router)
+    return app

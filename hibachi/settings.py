@@ -1,0 +1,63 @@
+"""One `Settings` object, built at startup from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_TWILIO_ACCOUNT_SID = "AC" + "0" * 32
+DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
+
+
+class Settings(BaseSettings):
+    """Configuration named in the external contract; every field maps to one env var."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    hibachi_data_dir: Path = Field(default=Path("./.hibachi"))
+    database_url: str | None = None
+    redis_url: str | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+    hibachi_admin_api_key: str | None = None
+
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    hibachi_llm_model: str = "gpt-4o-mini"
+
+    deepgram_api_key: str | None = None
+    deepgram_base_url: str | None = None
+
+    twilio_account_sid: str = DEV_TWILIO_ACCOUNT_SID
+    twilio_auth_token: str = DEV_TWILIO_AUTH_TOKEN
+    twilio_api_base: str | None = None
+
+    ringcentral_server_url: str | None = None
+    ringcentral_client_id: str | None = None
+    ringcentral_client_secret: str | None = None
+    ringcentral_jwt: str | None = None
+    ringcentral_verification_token: str | None = None
+
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+
+    hibachi_timezone: str = "America/Los_Angeles"
+    hibachi_run_worker: bool = True
+    hibachi_db_pool_size: int = 20
+
+    @property
+    def async_database_url(self) -> str:
+        """The SQLAlchemy asyncpg URL; only valid once embedded servers are resolved."""
+        if self.database_url is None:
+            raise RuntimeError("database_url is not resolved; start the embedded servers first")
+        url = self.database_url
+        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def ringcentral_enabled(self) -> bool:
+        return bool(self.ringcentral_server_url and self.ringcentral_client_id)

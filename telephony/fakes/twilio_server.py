@@ -1,0 +1,269 @@
+"""A local Twilio REST server: the Messages resource of API 2010-04-01, on the wire.
+
+Speaks what the `twilio` SDK sends and reads (protocols.md sections 1.6 and 2.2):
+form-encoded `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` with HTTP Basic
+`AccountSid:AuthToken`, answered 201 with snake_case Message JSON, and Twilio's classic
+error body `{"code", "message", "more_info", "status"}` on failure. Error codes used:
+20003 (auth), 20404 (not found), 21211 (invalid To), 21602/21603/21604 (missing
+Body/From/To), 21606 (From not an SMS number of the account), 21610 (unsubscribed
+recipient), 21617 (body over 1600 chars), 20429/20500/20503 (throttled, server errors).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from telephony.fakes.server import RecordedRequest, ServedFake
+
+DEFAULT_ACCOUNT_SID = "AC" + "0" * 32  # matches hibachi.settings.DEV_TWILIO_ACCOUNT_SID
+DEFAULT_AUTH_TOKEN = "dev-twilio-auth-token"
+API_VERSION = "2010-04-01"
+MAX_BODY_CHARS = 1600
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+# GSM 03.38: the basic table (one septet each; ESC itself excluded) and the extension
+# table (two septets each: ESC + char). Anything else forces UCS-2.
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = frozenset("\f^{}\\[~]|€")
+
+ERROR_MESSAGES: dict[int, str] = {
+    20003: "Authenticate",
+    20404: "The requested resource {path} was not found",
+    20429: "Too Many Requests",
+    20500: "Internal Server Error",
+    20503: "Service Unavailable",
+    21211: "The 'To' number {to} is not a valid phone number.",
+    21602: "Message body is required.",
+    21603: "A 'From' phone number is required.",
+    21604: "A 'To' phone number is required.",
+    21606: (
+        "The From phone number {from_} is not a valid, SMS-capable inbound phone number "
+        "or short code for your account."
+    ),
+    21610: "Attempt to send to unsubscribed recipient",
+    21614: "'To' number is not a valid mobile number",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
+}
+SERVER_ERROR_CODES = {429: 20429, 500: 20500, 503: 20503}
+
+
+def count_segments(body: str) -> int:
+    """SMS segments for `body`: GSM-7 160/153 septets, else UCS-2 70/67 UTF-16 units."""
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in body):
+        units = [1 if ch in GSM7_BASIC else 2 for ch in body]
+        single, multi = 160, 153
+    else:
+        units = [2 if ord(ch) > 0xFFFF else 1 for ch in body]
+        single, multi = 70, 67
+    if sum(units) <= single:
+        return 1
+    segments, used = 1, 0
+    for size in units:  # an escape pair or surrogate pair is never split across segments
+        if used + size > multi:
+            segments, used = segments + 1, 0
+        used += size
+    return segments
+
+
+def _rfc2822(moment: datetime) -> str:
+    return format_datetime(moment)  # "Thu, 05 Mar 2026 17:20:10 +0000"
+
+
+@dataclass(slots=True)
+class _Failure:
+    status: int
+    code: int
+
+
+class TwilioApiError(Exception):
+    def __init__(self, status: int, code: int, **fields: str) -> None:
+        super().__init__(code)
+        self.status, self.code, self.fields = status, code, fields
+
+    def response(self) -> JSONResponse:
+        message = ERROR_MESSAGES.get(self.code, "Error").format(**self.fields)
+        body: dict[str, Any] = {
+            "code": self.code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
+            "status": self.status,
+        }
+        if self.code == 20003:
+            body["detail"] = "Your AccountSid or AuthToken was incorrect."
+        return JSONResponse(body, status_code=self.status)
+
+
+class FakeTwilio(ServedFake):
+    """Twilio's Messages REST API for one account; records what it receives.
+
+    `messages` holds every created Message (the JSON returned, plus `status_callback`);
+    `requests` holds every request, accepted or not. `reject_to()` and `fail_next()`
+    make sends fail the way Twilio does.
+    """
+
+    def __init__(
+        self,
+        *,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        phone_numbers: Iterable[str] | None = None,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.phone_numbers = set(phone_numbers) if phone_numbers is not None else None
+        self.messages: list[dict[str, Any]] = []
+        self.requests: list[RecordedRequest] = []
+        self._rejections: dict[str, int] = {}
+        self._failures: deque[_Failure] = deque()
+        self._lock = threading.Lock()
+        prefix = f"/{API_VERSION}/Accounts/{{account_sid}}"
+        self.app = Starlette(
+            routes=[
+                Route(f"{prefix}/Messages.json", self._create_message, methods=["POST"]),
+                Route(f"{prefix}/Messages/{{sid}}.json", self._fetch_message, methods=["GET"]),
+            ]
+        )
+
+    def reject_to(self, to_phone: str, *, code: int = 21610) -> None:
+        """Every send to `to_phone` fails with a 400 and this Twilio error code."""
+        with self._lock:
+            self._rejections[to_phone] = code
+
+    def fail_next(self, count: int = 1, *, status: int = 500) -> None:
+        """The next `count` sends fail with this HTTP status (500, 503 or 429)."""
+        with self._lock:
+            for _ in range(count):
+                self._failures.append(_Failure(status, SERVER_ERROR_CODES.get(status, 20500)))
+
+    def reset(self) -> None:
+        """Forget recorded traffic and configured failures."""
+        with self._lock:
+            self.messages.clear()
+            self.requests.clear()
+            self._rejections.clear()
+            self._failures.clear()
+
+    def message(self, sid: str) -> dict[str, Any]:
+        """A created message by sid."""
+        with self._lock:
+            return next(m for m in self.messages if m["sid"] == sid)
+
+    async def _create_message(self, request: Request) -> JSONResponse:
+        form = await request.form()
+        fields = {key: [str(v) for v in form.getlist(key)] for key in form}
+        record = RecordedRequest(
+            method=request.method,
+            path=request.url.path,
+            headers=dict(request.headers),
+            form=fields,
+        )
+        try:
+            self._authenticate(request)
+            response = self._create(request.url.path, {k: v[-1] for k, v in fields.items()}, fields)
+        except TwilioApiError as error:
+            response = error.response()
+        record.status = response.status_code
+        with self._lock:
+            self.requests.append(record)
+        return response
+
+    async def _fetch_message(self, request: Request) -> JSONResponse:
+        record = RecordedRequest(request.method, request.url.path, dict(request.headers))
+        try:
+            self._authenticate(request)
+            sid = request.path_params["sid"]
+            with self._lock:
+                found = next((m for m in self.messages if m["sid"] == sid), None)
+            if found is None:
+                raise TwilioApiError(404, 20404, path=request.url.path)
+            response = JSONResponse({k: v for k, v in found.items() if k != "status_callback"})
+        except TwilioApiError as error:
+            response = error.response()
+        record.status = response.status_code
+        with self._lock:
+            self.requests.append(record)
+        return response
+
+    def _authenticate(self, request: Request) -> None:
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        try:
+            user, _, password = base64.b64decode(encoded).decode().partition(":")
+        except ValueError:
+            user = password = ""
+        if scheme.lower() != "basic" or (user, password) != (self.account_sid, self.auth_token):
+            raise TwilioApiError(401, 20003)
+        if request.path_params["account_sid"] != self.account_sid:
+            raise TwilioApiError(404, 20404, path=request.url.path)
+
+    def _create(
+        self, path: str, form: dict[str, str], multi: dict[str, list[str]]
+    ) -> JSONResponse:
+        to, from_, body = form.get("To", ""), form.get("From", ""), form.get("Body", "")
+        service_sid = form.get("MessagingServiceSid")
+        media = multi.get("MediaUrl", [])
+        if not to:
+            raise TwilioApiError(400, 21604)
+        if not from_ and not service_sid:
+            raise TwilioApiError(400, 21603)
+        if not body and not media and not form.get("ContentSid"):
+            raise TwilioApiError(400, 21602)
+        if len(body) > MAX_BODY_CHARS:
+            raise TwilioApiError(400, 21617)
+        if not E164.match(to) and ":" not in to:  # channel addresses look like whatsapp:+1...
+            raise TwilioApiError(400, 21211, to=to)
+        if from_ and self.phone_numbers is not None and from_ not in self.phone_numbers:
+            raise TwilioApiError(400, 21606, from_=from_)
+        with self._lock:
+            failure = self._failures.popleft() if self._failures else None
+            rejection = self._rejections.get(to)
+        if failure is not None:
+            raise TwilioApiError(failure.status, failure.code)
+        if rejection is not None:
+            raise TwilioApiError(400, rejection, to=to, from_=from_)
+
+        sid = "SM" + secrets.token_hex(16)
+        now = _rfc2822(datetime.now(UTC))
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
+        message: dict[str, Any] = {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": from_ or None,
+            "messaging_service_sid": service_sid,
+            "num_media": str(len(media)),
+            "num_segments": "0" if service_sid else str(count_segments(body)),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "accepted" if service_sid else "queued",
+            "subresource_uris": {"media": f"{base}/Media.json"},
+            "to": to,
+            "uri": f"{base}.json",
+        }
+        with self._lock:
+            self.messages.append({**message, "status_callback": form.get("StatusCallback")})
+        return JSONResponse(message, status_code=201)
