@@ -9,13 +9,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from booking_tools.loyalty.router import router as loyalty_router
-from booking_tools.messaging.providers import build_senders
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from booking_tools.admin.models import Role
@@ -25,8 +24,12 @@ from booking_tools.bookings.router import router as bookings_router
 from booking_tools.customers.router import router as customers_router
 from booking_tools.deposits.providers import BuiltinPayments, PaymentProvider
 from booking_tools.deposits.router import router as pay_router
+from booking_tools.deposits.stripe_router import router as stripe_router
 from booking_tools.locations.router import router as locations_router
+from booking_tools.loyalty.router import router as loyalty_router
+from booking_tools.messaging.providers import build_senders
 from booking_tools.messaging.router import router as messaging_router
+from booking_tools.reminders.router import router as reminders_router
 from booking_tools.waitlist.router import router as waitlist_router
 from hibachi.context import AppContext, build_context
 from hibachi.db import unit_of_work
@@ -69,6 +72,15 @@ def error_body(name: str, detail: Any) -> dict[str, Any]:
     return {"error": name, "detail": detail}
 
 
+def sqlstate(exc: DBAPIError) -> str:
+    """The PostgreSQL error code behind a driver error ('' if unknown)."""
+    for err in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return ""
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
@@ -78,6 +90,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
         return JSONResponse(error_body("ValidationError", "; ".join(problems)), status_code=422)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        # SQLSTATE class 22 is "data exception": the input (a NUL byte, an out-of-range
+        # number or date) can't be stored. Anything else is a real server error.
+        if sqlstate(exc).startswith("22"):
+            return JSONResponse(
+                error_body("InvalidInput", "the request contains a value that can't be stored"),
+                status_code=422,
+            )
+        raise exc
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -168,8 +191,10 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
         loyalty_router,
         waitlist_router,
         messaging_router,
+        reminders_router,
         admin_router,
         pay_router,
+        stripe_router,
     ):
         app.include_router(router)
     return app

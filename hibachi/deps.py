@@ -62,13 +62,12 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     allowed = {Role.admin, *roles}
 
     async def dependency(
-        ctx: CtxDep,
+        session: SessionDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if credentials is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-        async with ctx.sessions() as session:
-            key = await authenticate(session, credentials.credentials)
+        key = await authenticate(session, credentials.credentials)
         if key is None:
             raise Unauthorized("invalid or revoked API key")
         if key.role not in allowed:

@@ -7,6 +7,8 @@ a model: it diffs the models against an empty throwaway PostgreSQL.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,6 +38,7 @@ def main() -> None:
     )
     text = re.sub(r"Create Date: .*\n", "", text)
     TARGET.write_text(text)
+    subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(TARGET)], check=True)
     print(f"wrote {TARGET}")
 
 

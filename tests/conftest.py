@@ -5,6 +5,8 @@ with the reference locations seeded."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -20,17 +22,44 @@ from booking_tools.seed import seed_locations
 from hibachi.app import create_app, start
 from hibachi.context import AppContext
 from hibachi.db import Base, unit_of_work
-from hibachi.embedded import EmbeddedServers, resolve
+from hibachi.embedded import resolve
 from hibachi.jobs import build_worker
 from hibachi.migrate import upgrade
 from hibachi.settings import Settings
+from telephony.fakes import FakeRingCentral, FakeTwilio
 
 PUBLIC_BASE_URL = "https://agent.test"
+RC_JWT = "test-ringcentral-jwt"
+AGENT_NUMBERS = ("+14085550199", "+19165550199")
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    data_dir = Path(os.environ.get("HIBACHI_TEST_DATA_DIR") or tmp_path_factory.mktemp("hibachi"))
+def fake_twilio() -> Iterator[FakeTwilio]:
+    """The local Twilio REST server every test's texts really go to (through the SDK)."""
+    with FakeTwilio() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def fake_ringcentral() -> Iterator[FakeRingCentral]:
+    """The local RingCentral REST server (JWT auth, SMS) for the Sacramento number."""
+    with FakeRingCentral(jwt=RC_JWT, phone_numbers=AGENT_NUMBERS) as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def reset_fakes(request: pytest.FixtureRequest) -> None:
+    """Forget what the provider fakes recorded (only when the test uses them)."""
+    for name in ("fake_twilio", "fake_ringcentral"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).reset()
+
+
+@pytest.fixture(scope="session")
+def settings(fake_twilio: FakeTwilio, fake_ringcentral: FakeRingCentral) -> Iterator[Settings]:
+    # Not under pytest's 0700 temp root: the embedded server runs as its own OS user.
+    data_dir = Path(os.environ.get("HIBACHI_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="hibachi-test-"))
+    data_dir.chmod(0o755)
     base = Settings(
         _env_file=None,  # type: ignore[call-arg]  # pydantic-settings init kwarg
         hibachi_data_dir=data_dir,
@@ -38,11 +67,18 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         redis_url=os.environ.get("REDIS_URL"),
         public_base_url=PUBLIC_BASE_URL,
         hibachi_run_worker=False,
+        twilio_api_base=fake_twilio.base_url,
+        ringcentral_server_url=fake_ringcentral.base_url,
+        ringcentral_client_id=fake_ringcentral.client_id,
+        ringcentral_client_secret=fake_ringcentral.client_secret,
+        ringcentral_jwt=RC_JWT,
     )
     resolved, servers = resolve(base)
     upgrade(resolved.async_database_url)
     yield resolved
     servers.stop()
+    if not os.environ.get("HIBACHI_TEST_DATA_DIR"):
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -143,6 +179,3 @@ def run_jobs(app_ctx: AppContext) -> Callable[[], Awaitable[None]]:
             await worker.close()
 
     return run
-
-
-__all__ = ["EmbeddedServers"]

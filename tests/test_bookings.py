@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import httpx
@@ -72,7 +72,8 @@ async def test_availability_inside_48_hours_is_closed_with_a_reason(client: http
 async def test_booking_returns_code_quote_and_deposit_link(client: httpx.AsyncClient) -> None:
     booking = await create_booking(client, customer_phone="(408) 555-0177", adults=12, children=2)
     assert booking["status"] == "pending_deposit"
-    assert booking["code"].startswith("MH") and len(booking["code"]) == 8
+    assert booking["code"].startswith("MH")
+    assert len(booking["code"]) == 8
     assert booking["customer_phone"] == "+14085550177"
     assert booking["start_time"] == "18:00"
     assert booking["quote"]["food_subtotal"] == 12 * 55 + 2 * 30
@@ -90,7 +91,8 @@ async def test_booking_texts_the_deposit_link_from_the_location_number(
     booking = await create_booking(client, location="sacramento", customer_phone="+19165550150")
     [text] = await texts_to(db, "+19165550150")
     assert text.template == "deposit_link"
-    assert text.from_phone == "+19165550199" and text.provider == "ringcentral"
+    assert text.from_phone == "+19165550199"
+    assert text.provider == "ringcentral"
     assert booking["deposit"]["payment_url"] in text.body
 
 
@@ -169,7 +171,8 @@ async def test_replayed_booking_with_idempotency_key_returns_the_same_booking(
     body = booking_body()
     first = await client.post("/v1/bookings", json=body, headers={"Idempotency-Key": "abc-123"})
     again = await client.post("/v1/bookings", json=body, headers={"Idempotency-Key": "abc-123"})
-    assert first.status_code == 201 and again.status_code == 200
+    assert first.status_code == 201
+    assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["deposit"]["id"] == first.json()["deposit"]["id"]
 
@@ -191,9 +194,12 @@ async def test_paying_on_the_payment_page_confirms_and_texts(
 ) -> None:
     booking = await create_booking(client)
     page = await anon.get(f"/pay/{token_of(booking)}")
-    assert page.status_code == 200 and booking["code"] in page.text and "$100.00" in page.text
+    assert page.status_code == 200
+    assert booking["code"] in page.text
+    assert "$100.00" in page.text
     paid = await anon.post(f"/pay/{token_of(booking)}")
-    assert paid.status_code == 200 and "confirmed" in paid.text
+    assert paid.status_code == 200
+    assert "confirmed" in paid.text
     again = await anon.post(f"/pay/{token_of(booking)}")
     assert again.status_code == 200
     fetched = (await client.get(f"/v1/bookings/{booking['id']}")).json()
@@ -254,14 +260,25 @@ async def test_cancel_more_than_48h_ahead_refunds_the_deposit(
     assert "refunded" in (await texts_to(db, "+14085550123"))[-1].body
 
 
+def slot_within_48h() -> tuple[str, str]:
+    """A bookable-slot date and time that starts between 2 h and 47 h from now."""
+    now = local_now()
+    for days in range(3):
+        for hour in (12, 15, 18):
+            start = datetime.combine((now + timedelta(days=days)).date(), time(hour), tzinfo=now.tzinfo)
+            if timedelta(hours=2) < start - now < timedelta(hours=47):
+                return start.date().isoformat(), f"{hour}:00"
+    raise AssertionError("there is always a slot within 47 hours")
+
+
 async def test_cancel_within_48h_keeps_the_deposit(app_ctx: AppContext, client: httpx.AsyncClient) -> None:
     payments = app_ctx.extras["payments"]
-    event = (local_now() + timedelta(days=3)).date()
-    booked_at = datetime.now(UTC) - timedelta(days=2)
+    event_date, start_time = slot_within_48h()
+    booked_at = datetime.now(UTC) - timedelta(days=3)
     async with unit_of_work(app_ctx.sessions) as session:
         booking, _ = await service.create_booking(
             session,
-            booking_in=BookingCreate(**booking_body(event_date=event.isoformat(), start_time="12:00")),
+            booking_in=BookingCreate(**booking_body(event_date=event_date, start_time=start_time)),
             payments=payments,
             now=booked_at,
         )
@@ -320,7 +337,8 @@ async def test_search_finds_nearest_open_slots(client: httpx.AsyncClient) -> Non
     items = response.json()["items"]
     assert len(items) == 3
     assert (day.isoformat(), "18:00") not in {(i["date"], i["start"]) for i in items}
-    assert items[0]["date"] == day.isoformat() and items[0]["start"] == "15:00"
+    assert items[0]["date"] == day.isoformat()
+    assert items[0]["start"] == "15:00"
 
 
 async def test_api_needs_a_key_and_roles_limit_writes(
@@ -357,6 +375,13 @@ async def test_mutations_are_written_to_the_audit_log(client_as: ClientMaker) ->
 async def test_health_readiness_and_metrics(anon: httpx.AsyncClient) -> None:
     assert (await anon.get("/healthz")).json() == {"status": "ok"}
     ready = await anon.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready", "database": "ok", "redis": "ok"}
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok"}
     metrics = await anon.get("/metrics")
     assert "hibachi_http_request_seconds" in metrics.text
+
+
+async def test_text_postgres_cannot_store_is_a_422_not_a_500(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/bookings", json=booking_body(customer_name="Nul\u0000Byte"))
+    assert response.status_code == 422
+    assert response.json()["error"] == "InvalidInput"

@@ -42,5 +42,6 @@ def test_small_parties_need_the_food_minimum() -> None:
 
 def test_more_than_60_guests_go_to_staff() -> None:
     problem = pricing.party_problem(Party(adults=50, children=11))
-    assert problem is not None and "staff" in problem
+    assert problem is not None
+    assert "staff" in problem
     assert pricing.party_problem(Party(adults=50, children=10)) is None

@@ -144,10 +144,7 @@ async def test_no_reminder_for_pending_deposit_or_cancelled_bookings(
     assert await dispatch(db, now=starts_at(pending) - timedelta(minutes=30)) == []
     async with db() as session:
         assert await session.scalar(select(func.count()).select_from(Reminder)) == 0
-        assert (
-            await session.scalar(select(func.count()).where(OutboundMessage.template == "reminder"))
-            == 0
-        )
+        assert await session.scalar(select(func.count()).where(OutboundMessage.template == "reminder")) == 0
 
 
 async def test_opted_out_customer_gets_no_reminder_text(
@@ -197,3 +194,28 @@ async def test_two_workers_racing_send_each_reminder_once(
 
     assert sorted(len(r) for r in results) == [0, 0, 0, 1]
     assert len(await reminder_texts(db)) == 1
+
+
+async def test_moved_booking_is_reminded_again_for_its_new_time(
+    db: Sessions, client: httpx.AsyncClient, anon: httpx.AsyncClient
+) -> None:
+    booking = await confirmed_booking(client, anon)
+    await dispatch(db, now=starts_at(booking) - timedelta(hours=23))
+    new_date = date.fromisoformat(booking["event_date"]) + timedelta(days=3)
+    response = await client.post(
+        f"/v1/bookings/{booking['id']}/reschedule",
+        json={"event_date": new_date.isoformat(), "start_time": "12:00"},
+    )
+    assert response.status_code == 200, response.text
+    moved = response.json()
+    assert moved["status"] == "confirmed"
+
+    again = await dispatch(db, now=starts_at(moved) - timedelta(hours=23))
+    later = await dispatch(db, now=starts_at(moved) - timedelta(hours=22))
+
+    assert [(r.kind, r.outcome) for r in again] == [("24h", "queued")]
+    assert again[0].due_at == starts_at(moved) - timedelta(hours=24)
+    assert later == []
+    texts = await reminder_texts(db)
+    assert len(texts) == 2
+    assert "12 PM" in texts[1].body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from booking_tools.bookings.service import release_expired_deposits
 from booking_tools.customers.models import Customer
+from booking_tools.deposits.models import Deposit, DepositStatus
 from booking_tools.loyalty.models import LoyaltyAccount, Tier
 from hibachi.context import AppContext, utcnow
 from hibachi.db import unit_of_work
@@ -37,10 +39,7 @@ def join_body(phone: str, **overrides: Any) -> dict[str, Any]:
 
 async def fill_slot(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     """Book all 3 bay-area places at DAY 18:00, each for a different customer."""
-    return [
-        await create_booking(client, customer_phone=f"+1408555013{i}", event_date=DAY)
-        for i in range(3)
-    ]
+    return [await create_booking(client, customer_phone=f"+1408555013{i}", event_date=DAY) for i in range(3)]
 
 
 async def join(client: httpx.AsyncClient, phone: str) -> dict[str, Any]:
@@ -65,9 +64,7 @@ async def make_gold(db: Sessions, phone: str) -> None:
     async with unit_of_work(db) as session:
         customer = await session.scalar(select(Customer).where(Customer.phone == phone))
         assert customer is not None
-        session.add(
-            LoyaltyAccount(customer_id=customer.id, points=0, lifetime_points=2_600, tier=Tier.gold)
-        )
+        session.add(LoyaltyAccount(customer_id=customer.id, points=0, lifetime_points=2_600, tier=Tier.gold))
 
 
 async def test_joining_a_slot_with_room_is_refused(client: httpx.AsyncClient) -> None:
@@ -91,9 +88,7 @@ async def test_joining_twice_returns_the_same_entry(client: httpx.AsyncClient) -
     assert list(await entries_by_phone(client)) == [FIRST]
 
 
-async def test_cancellation_notifies_the_gold_member_first(
-    db: Sessions, client: httpx.AsyncClient
-) -> None:
+async def test_cancellation_notifies_the_gold_member_first(db: Sessions, client: httpx.AsyncClient) -> None:
     bookings = await fill_slot(client)
     await join(client, FIRST)
     await join(client, SECOND)
@@ -141,9 +136,12 @@ async def test_expired_deposit_releases_the_slot_and_notifies_the_waitlist(
         )
 
     assert released == 1
+    async with db() as session:
+        deposit = await session.scalar(select(Deposit).where(Deposit.booking_id == uuid.UUID(unpaid["id"])))
+    assert deposit is not None
+    assert deposit.status is DepositStatus.expired  # never "refunded": it was not paid
     statuses = {
-        b["id"]: (await client.get(f"/v1/bookings/{b['id']}")).json()["status"]
-        for b in (unpaid, *paid)
+        b["id"]: (await client.get(f"/v1/bookings/{b['id']}")).json()["status"] for b in (unpaid, *paid)
     }
     assert statuses == {
         unpaid["id"]: "cancelled",

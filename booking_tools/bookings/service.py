@@ -95,7 +95,7 @@ async def held_counts(
         )
         .group_by(Booking.event_date, Booking.start_time)
     )
-    return Counter({(d, t): n for d, t, n in rows.tuples()})
+    return Counter({(d, t): n for d, t, n in rows})
 
 
 async def slot_states(
@@ -383,6 +383,7 @@ async def release_expired_deposits(session: AsyncSession, *, payments: PaymentPr
     for deposit in await deposits.due_for_expiry(session, now=now):
         deposit.status = deposits.DepositStatus.expired
         deposit.closed_at = now
+        await session.flush()  # no longer live: cancel_booking must not settle (refund) it
         booking = await load_booking(session, booking_id=deposit.booking_id, lock=True)
         if booking.status is BookingStatus.pending_deposit:
             await cancel_booking(session, booking=booking, payments=payments, now=now, released=True)

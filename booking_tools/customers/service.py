@@ -107,6 +107,7 @@ async def merge_customers(session: AsyncSession, *, keep: Customer, duplicate: C
     """Move everything the duplicate owns onto `keep`; the duplicate stays as a tombstone."""
     from booking_tools.bookings.models import Booking
     from booking_tools.loyalty.models import LoyaltyAccount, LoyaltyEntry
+    from booking_tools.loyalty.service import recompute_tier
     from booking_tools.messaging.models import OutboundMessage
     from booking_tools.waitlist.models import WaitlistEntry
 
@@ -141,4 +142,6 @@ async def merge_customers(session: AsyncSession, *, keep: Customer, duplicate: C
     keep.sms_marketing = keep.sms_marketing or duplicate.sms_marketing
     duplicate.merged_into_id = keep.id
     await session.flush()
+    if dup_account is not None:
+        await recompute_tier(session, customer_id=keep.id)
     return keep

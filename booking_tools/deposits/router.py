@@ -11,6 +11,7 @@ from booking_tools.bookings.schemas import dollars
 from booking_tools.bookings.service import load_booking
 from booking_tools.deposits import service
 from booking_tools.deposits.models import DepositStatus
+from booking_tools.deposits.providers import BuiltinPayments
 from booking_tools.messaging.templates import when
 from hibachi.deps import NowDep, SessionDep
 
@@ -35,6 +36,8 @@ async def payment_page(token: str, session: SessionDep, now: NowDep) -> HTMLResp
         f"Deposit of ${dollars(deposit.amount_cents):.2f} for booking {escape(booking.code)}, "
         f"{escape(when(booking.event_date, booking.start_time))}, {escape(booking.location.name)}."
     )
+    if deposit.provider != BuiltinPayments.name:
+        return page(f'{summary}<br><a href="{escape(deposit.payment_url)}">Pay securely here</a>.')
     if deposit.status is DepositStatus.paid:
         return page(f"{summary}<br>Paid. Your booking is confirmed.")
     if deposit.status is not DepositStatus.pending or now >= deposit.expires_at:
@@ -49,5 +52,7 @@ async def payment_page(token: str, session: SessionDep, now: NowDep) -> HTMLResp
 async def pay(token: str, session: SessionDep, now: NowDep) -> HTMLResponse:
     """Take the payment: the deposit becomes paid and the booking confirmed (idempotent)."""
     deposit = await service.deposit_by_token(session, token=token, lock=True)
+    if deposit.provider != BuiltinPayments.name:
+        raise service.DepositClosed("this deposit is paid through its checkout link, not this page")
     booking = await service.mark_paid(session, deposit=deposit, now=now)
     return page(f"Thank you! Booking {escape(booking.code)} is confirmed.")

@@ -1,18 +1,20 @@
 """Reminders: text each confirmed booking 24 hours and 1 hour before its event.
 
-The `reminders` row, unique on (booking_id, kind), is the claim: a worker inserts it with
-ON CONFLICT DO NOTHING and queues the text only when its insert won, so a reminder is
-never sent twice, even with two workers sweeping at once. Opted-out customers get the
-row (outcome `skipped_opt_out`) and a `blocked` outbox row, and no text goes out.
+The `reminders` row, unique on (booking_id, kind), is the claim: a worker inserts it
+with ON CONFLICT and queues the text only when its insert won, so a reminder is never
+sent twice, even with two workers sweeping at once. The row remembers which start it
+was for (`due_at`): a booking moved to another time is claimed (and reminded) again.
+Opted-out customers get the row (outcome `skipped_opt_out`) and a `blocked` outbox
+row, and no text goes out.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import DateTime, and_, case, exists, func, select
+from sqlalchemy import DateTime, case, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
@@ -32,33 +34,34 @@ BATCH = 500
 class DueReminder:
     booking: Booking
     kind: str
-    starts_at: datetime
+    due_at: datetime
 
 
-async def due_reminders(
-    session: AsyncSession, *, now: datetime, limit: int = BATCH
-) -> list[DueReminder]:
-    """Confirmed bookings starting within 24 h whose current reminder hasn't been claimed.
+async def due_reminders(session: AsyncSession, *, now: datetime, limit: int = BATCH) -> list[DueReminder]:
+    """Confirmed bookings starting within 24 h whose current reminder isn't claimed yet.
 
-    One query: the kind is "1h" within the last hour before the start, else "24h".
+    One query. The kind is "1h" within the last hour before the start, else "24h"; a
+    reminder claimed for an earlier start (the booking was moved) doesn't count.
     """
     # The start as timestamptz in the location's zone: the SQL twin of rules.event_start.
     starts_at = func.timezone(
         Location.timezone, Booking.event_date + Booking.start_time, type_=DateTime(timezone=True)
     )
-    kind = case((starts_at <= now + LEADS["1h"], "1h"), else_="24h")
-    claimed = exists().where(and_(Reminder.booking_id == Booking.id, Reminder.kind == kind))
+    last_hour = starts_at <= now + LEADS["1h"]
+    kind = case((last_hour, "1h"), else_="24h")
+    due_at = starts_at - case((last_hour, LEADS["1h"]), else_=LEADS["24h"])
+    claimed = exists().where(
+        Reminder.booking_id == Booking.id, Reminder.kind == kind, Reminder.due_at == due_at
+    )
     rows = await session.execute(
-        select(Booking, kind, starts_at)
+        select(Booking, kind, due_at)
         .join(Booking.location)
         .join(Booking.customer)
         .options(contains_eager(Booking.location), contains_eager(Booking.customer))
         .where(
             Booking.status == BookingStatus.confirmed,
             # Bounds the scan by date whatever the zone (offsets are within +-14 h).
-            Booking.event_date.between(
-                (now - timedelta(days=1)).date(), (now + timedelta(days=2)).date()
-            ),
+            Booking.event_date.between((now - timedelta(days=1)).date(), (now + timedelta(days=2)).date()),
             starts_at > now,
             starts_at <= now + LEADS["24h"],
             ~claimed,
@@ -66,18 +69,27 @@ async def due_reminders(
         .order_by(starts_at, Booking.id)
         .limit(limit)
     )
-    return [DueReminder(booking=b, kind=k, starts_at=s) for b, k, s in rows.tuples()]
+    return [DueReminder(booking=b, kind=k, due_at=d) for b, k, d in rows]
 
 
 async def _claim(
     session: AsyncSession, *, booking_id: uuid.UUID, kind: str, due_at: datetime
 ) -> Reminder | None:
-    """Insert the (booking, kind) row; None when another worker already holds it."""
+    """Take the (booking, kind) row for this `due_at`; None when another worker holds it.
+
+    A row left from an earlier start of a moved booking is taken over (re-armed).
+    """
+    stmt = insert(Reminder).values(
+        id=uuid.uuid4(), booking_id=booking_id, kind=kind, outcome="queued", due_at=due_at
+    )
     result = await session.scalars(
-        insert(Reminder)
-        .values(id=uuid.uuid4(), booking_id=booking_id, kind=kind, outcome="queued", due_at=due_at)
-        .on_conflict_do_nothing(constraint="uq_reminders_booking_kind")
+        stmt.on_conflict_do_update(
+            constraint="uq_reminders_booking_kind",
+            set_={"due_at": stmt.excluded.due_at, "outcome": "queued", "message_id": None},
+            where=Reminder.due_at != stmt.excluded.due_at,
+        )
         .returning(Reminder)
+        .execution_options(populate_existing=True)
     )
     return result.one_or_none()
 
@@ -87,9 +99,7 @@ async def dispatch_due_reminders(session: AsyncSession, *, now: datetime) -> lis
     claimed: list[Reminder] = []
     for due in await due_reminders(session, now=now):
         booking = due.booking
-        reminder = await _claim(
-            session, booking_id=booking.id, kind=due.kind, due_at=due.starts_at - LEADS[due.kind]
-        )
+        reminder = await _claim(session, booking_id=booking.id, kind=due.kind, due_at=due.due_at)
         if reminder is None:
             continue
         message = await queue_text(
@@ -104,22 +114,19 @@ async def dispatch_due_reminders(session: AsyncSession, *, now: datetime) -> lis
                 start_time=booking.start_time,
                 kind=due.kind,
             ),
-            dedupe_key=f"reminder:{booking.id}:{due.kind}",
+            dedupe_key=f"reminder:{booking.id}:{due.kind}:{due.due_at.astimezone(UTC):%Y%m%dT%H%M}",
         )
         reminder.message_id = message.id
-        reminder.outcome = (
-            "skipped_opt_out" if message.status is MessageStatus.blocked else "queued"
-        )
+        reminder.outcome = "skipped_opt_out" if message.status is MessageStatus.blocked else "queued"
         claimed.append(reminder)
     await session.flush()
     return claimed
 
 
 async def list_reminders(session: AsyncSession, *, booking_id: uuid.UUID) -> list[Reminder]:
+    """A booking's reminders, earliest first."""
     return list(
         await session.scalars(
-            select(Reminder)
-            .where(Reminder.booking_id == booking_id)
-            .order_by(Reminder.due_at, Reminder.id)
+            select(Reminder).where(Reminder.booking_id == booking_id).order_by(Reminder.due_at, Reminder.id)
         )
     )

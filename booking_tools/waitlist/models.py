@@ -4,7 +4,7 @@ import enum
 import uuid
 from datetime import date, datetime, time
 
-from sqlalchemy import Date, DateTime, Enum, ForeignKey, Index, Time
+from sqlalchemy import Date, DateTime, Enum, ForeignKey, Index, Time, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hibachi.db import Base, TimestampMixin, new_id
@@ -18,7 +18,19 @@ class WaitlistStatus(enum.StrEnum):
 
 class WaitlistEntry(TimestampMixin, Base):
     __tablename__ = "waitlist_entries"
-    __table_args__ = (Index("ix_waitlist_slot", "location_id", "event_date", "start_time"),)
+    __table_args__ = (
+        Index("ix_waitlist_slot", "location_id", "event_date", "start_time"),
+        # One waiting entry per customer and slot, even under concurrent joins.
+        Index(
+            "uq_waitlist_waiting",
+            "location_id",
+            "customer_id",
+            "event_date",
+            "start_time",
+            unique=True,
+            postgresql_where=text("status = 'waiting'"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     location_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("locations.id"))

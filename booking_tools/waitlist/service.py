@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+import uuid
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import case, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_tools.bookings.models import HOLDS_SLOT, Booking
@@ -15,6 +17,8 @@ from booking_tools.messaging import templates
 from booking_tools.messaging.service import queue_text
 from booking_tools.waitlist.models import WaitlistEntry, WaitlistStatus
 from hibachi.errors import Conflict, NotFound
+
+NOTICE_WINDOW = timedelta(hours=24)
 
 
 class SlotHasRoom(Conflict):
@@ -39,6 +43,20 @@ async def _held(session: AsyncSession, *, location: Location, event_date: date, 
     )
 
 
+async def _waiting_entry(
+    session: AsyncSession, *, location: Location, customer: Customer, event_date: date, start_time: time
+) -> WaitlistEntry | None:
+    return await session.scalar(
+        select(WaitlistEntry).where(
+            WaitlistEntry.location_id == location.id,
+            WaitlistEntry.customer_id == customer.id,
+            WaitlistEntry.event_date == event_date,
+            WaitlistEntry.start_time == start_time,
+            WaitlistEntry.status == WaitlistStatus.waiting,
+        )
+    )
+
+
 async def join_waitlist(
     session: AsyncSession,
     *,
@@ -49,29 +67,32 @@ async def join_waitlist(
     party_size: int,
 ) -> tuple[WaitlistEntry, bool]:
     """Join the waitlist of a full slot; joining twice returns the first entry."""
-    existing = await session.scalar(
-        select(WaitlistEntry).where(
-            WaitlistEntry.location_id == location.id,
-            WaitlistEntry.customer_id == customer.id,
-            WaitlistEntry.event_date == event_date,
-            WaitlistEntry.start_time == start_time,
-            WaitlistEntry.status == WaitlistStatus.waiting,
-        )
-    )
+    slot = {"location": location, "customer": customer, "event_date": event_date, "start_time": start_time}
+    existing = await _waiting_entry(session, **slot)
     if existing is not None:
         return existing, False
     if await _held(session, location=location, event_date=event_date, start_time=start_time) < location.chefs:
         raise SlotHasRoom("that slot still has room: book it instead of joining the waitlist")
-    entry = WaitlistEntry(
-        location_id=location.id,
-        customer_id=customer.id,
-        event_date=event_date,
-        start_time=start_time,
-        party_size=party_size,
+    inserted = await session.scalar(
+        insert(WaitlistEntry)
+        .values(
+            id=uuid.uuid4(),
+            location_id=location.id,
+            customer_id=customer.id,
+            event_date=event_date,
+            start_time=start_time,
+            party_size=party_size,
+            status=WaitlistStatus.waiting,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["location_id", "customer_id", "event_date", "start_time"],
+            index_where=WaitlistEntry.status == WaitlistStatus.waiting,
+        )
+        .returning(WaitlistEntry.id)
     )
-    session.add(entry)
-    await session.flush()
-    return entry, True
+    entry = await _waiting_entry(session, **slot)
+    assert entry is not None  # inserted now or by a concurrent join
+    return entry, inserted is not None
 
 
 PRIORITY = case(
@@ -97,7 +118,7 @@ async def waiting_in_order(
         .order_by(PRIORITY, WaitlistEntry.created_at, WaitlistEntry.id)
         .with_for_update(of=WaitlistEntry, skip_locked=True)
     )
-    return [(entry, customer) for entry, customer in rows.tuples()]
+    return [(entry, customer) for entry, customer in rows]
 
 
 async def slot_freed(

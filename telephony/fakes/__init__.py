@@ -1,7 +1,7 @@
 """Local servers that speak each provider's wire protocol, shared by tests, benchmarks and evals.
 
-    with FakeTwilio() as twilio, FakeRingCentral() as rc:
-        settings = Settings(twilio_api_base=twilio.base_url, ringcentral_server_url=rc.base_url)
+Each fake is an ASGI `app` plus `start()` / `stop()` / `base_url` (or a `with` block);
+point the real SDKs at it with `TWILIO_API_BASE` / `RINGCENTRAL_SERVER_URL`.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ class FakeTwilio(ServedFake):
         )
         try:
             self._authenticate(request)
-            response = self._create(request.url.path, {k: v[-1] for k, v in fields.items()}, fields)
+            response = self._create({k: v[-1] for k, v in fields.items()}, fields)
         except TwilioApiError as error:
             response = error.response()
         record.status = response.status_code
@@ -213,9 +213,7 @@ class FakeTwilio(ServedFake):
         if request.path_params["account_sid"] != self.account_sid:
             raise TwilioApiError(404, 20404, path=request.url.path)
 
-    def _create(
-        self, path: str, form: dict[str, str], multi: dict[str, list[str]]
-    ) -> JSONResponse:
+    def _create(self, form: dict[str, str], multi: dict[str, list[str]]) -> JSONResponse:
         to, from_, body = form.get("To", ""), form.get("From", ""), form.get("Body", "")
         service_sid = form.get("MessagingServiceSid")
         media = multi.get("MediaUrl", [])
