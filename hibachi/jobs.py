@@ -31,10 +31,9 @@ def functions() -> list[Any]:
 
 
 def cron_jobs() -> list[Any]:
+    from booking_tools.deposits.tasks import expire_deposits
     from booking_tools.loyalty.tasks import expire_loyalty_points
     from booking_tools.messaging.tasks import sweep_outbox
-
-    from booking_tools.deposits.tasks import expire_deposits
     from booking_tools.reminders.tasks import send_due_reminders
 
     return [

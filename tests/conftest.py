@@ -61,7 +61,7 @@ def settings(fake_twilio: FakeTwilio, fake_ringcentral: FakeRingCentral) -> Iter
     data_dir = Path(os.environ.get("HIBACHI_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="hibachi-test-"))
     data_dir.chmod(0o755)
     base = Settings(
-        _env_file=None,  # type: ignore[call-arg]  # pydantic-settings init kwarg
+        _env_file=None,
         hibachi_data_dir=data_dir,
         database_url=os.environ.get("DATABASE_URL"),
         redis_url=os.environ.get("REDIS_URL"),

@@ -14,6 +14,7 @@ from booking_tools.admin.models import Role
 from booking_tools.bookings import service
 from booking_tools.bookings.models import Booking
 from booking_tools.bookings.schemas import BookingCreate
+from booking_tools.deposits import service as deposits
 from booking_tools.deposits.models import Deposit
 from booking_tools.messaging.models import OutboundMessage
 from hibachi.context import AppContext
@@ -97,7 +98,7 @@ async def test_booking_texts_the_deposit_link_from_the_location_number(
 
 
 async def test_lead_time_horizon_and_slot_rules_give_readable_422s(client: httpx.AsyncClient) -> None:
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "48 hours": {"event_date": (local_now() + timedelta(days=1)).date().isoformat()},
         "180 days": {"event_date": future_date(200).isoformat()},
         "12:00, 15:00 or 18:00": {"start_time": "17:00"},
@@ -282,9 +283,9 @@ async def test_cancel_within_48h_keeps_the_deposit(app_ctx: AppContext, client: 
             payments=payments,
             now=booked_at,
         )
-        deposit = await service.deposits.live_deposit(session, booking_id=booking.id)
+        deposit = await deposits.live_deposit(session, booking_id=booking.id)
         assert deposit is not None
-        await service.deposits.mark_paid(session, deposit=deposit, now=booked_at + timedelta(hours=1))
+        await deposits.mark_paid(session, deposit=deposit, now=booked_at + timedelta(hours=1))
     response = await client.post(f"/v1/bookings/{booking.id}/cancel", json={})
     assert response.status_code == 200
     async with app_ctx.sessions() as session:

@@ -31,6 +31,7 @@ from booking_tools.bookings.schemas import BookingCreate
 from booking_tools.customers.phone import to_e164
 from booking_tools.customers.service import find_customer, get_or_create_customer
 from booking_tools.deposits import service as deposits
+from booking_tools.deposits.models import DepositStatus
 from booking_tools.deposits.providers import PaymentProvider
 from booking_tools.locations.models import Location
 from booking_tools.locations.service import get_location
@@ -381,7 +382,7 @@ async def release_expired_deposits(session: AsyncSession, *, payments: PaymentPr
     """Cancel bookings whose deposit link expired unpaid; returns how many were released."""
     released = 0
     for deposit in await deposits.due_for_expiry(session, now=now):
-        deposit.status = deposits.DepositStatus.expired
+        deposit.status = DepositStatus.expired
         deposit.closed_at = now
         await session.flush()  # no longer live: cancel_booking must not settle (refund) it
         booking = await load_booking(session, booking_id=deposit.booking_id, lock=True)

@@ -67,8 +67,9 @@ async def join_waitlist(
     party_size: int,
 ) -> tuple[WaitlistEntry, bool]:
     """Join the waitlist of a full slot; joining twice returns the first entry."""
-    slot = {"location": location, "customer": customer, "event_date": event_date, "start_time": start_time}
-    existing = await _waiting_entry(session, **slot)
+    existing = await _waiting_entry(
+        session, location=location, customer=customer, event_date=event_date, start_time=start_time
+    )
     if existing is not None:
         return existing, False
     if await _held(session, location=location, event_date=event_date, start_time=start_time) < location.chefs:
@@ -90,7 +91,9 @@ async def join_waitlist(
         )
         .returning(WaitlistEntry.id)
     )
-    entry = await _waiting_entry(session, **slot)
+    entry = await _waiting_entry(
+        session, location=location, customer=customer, event_date=event_date, start_time=start_time
+    )
     assert entry is not None  # inserted now or by a concurrent join
     return entry, inserted is not None
 
