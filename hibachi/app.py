@@ -36,6 +36,7 @@ from hibachi.db import unit_of_work
 from hibachi.errors import DomainError
 from hibachi.jobs import build_worker
 from hibachi.settings import Settings
+from telephony.twilio.status import router as twilio_status_router
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
         admin_router,
         pay_router,
         stripe_router,
+        twilio_status_router,
     ):
         app.include_router(router)
     return app

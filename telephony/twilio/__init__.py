@@ -1,0 +1,1 @@
+"""Twilio edge: webhook signature checks and webhook routes."""
