@@ -111,10 +111,11 @@ async def run(n: int, concurrency: int) -> None:
                 days = [start_day + timedelta(days=i) for i in range(150)]
                 warm = [("GET", f"/v1/availability?location=bay-area&date={d}", None) for d in days[:50]]
                 await drive(client, warm, concurrency)
+                places = zip(itertools.cycle(["bay-area", "sacramento"]), itertools.cycle(days))
                 avail = [
                     ("GET", f"/v1/availability?location={loc}&date={d}", None)
-                    for loc, d in zip(itertools.cycle(["bay-area", "sacramento"]), itertools.cycle(days))
-                ][:n]
+                    for loc, d in itertools.islice(places, n)
+                ]
                 print(
                     f"hibachi API benchmark: {n} requests per endpoint, concurrency {concurrency}, "
                     f"{os.cpu_count()} CPUs, server = 1 uvicorn process + embedded PostgreSQL/Redis"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -12,6 +14,19 @@ from hibachi.embedded import EmbeddedServers
 from hibachi.settings import Settings
 
 app = typer.Typer(help="My Hibachi voice & messaging agent and back office.", no_args_is_help=True)
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so `finally` blocks stop the embedded servers.
+
+    uvicorn re-raises the signal it caught after its own shutdown; with the default
+    handler that would kill the process before the embedded servers are stopped.
+    """
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _prepare(settings: Settings) -> tuple[Settings, EmbeddedServers]:
@@ -50,6 +65,7 @@ def serve(
     from hibachi.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _exit_on_sigterm()
     settings, servers = _prepare(Settings())
     try:
         if workers > 1:
@@ -67,6 +83,7 @@ def worker() -> None:
     from hibachi.jobs import build_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _exit_on_sigterm()
     settings, servers = _prepare(Settings())
 
     async def run() -> None:

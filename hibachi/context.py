@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from booking_tools.admin.models import Role
 from hibachi.db import create_engine, create_sessionmaker
 from hibachi.settings import Settings
 
@@ -18,6 +21,50 @@ if TYPE_CHECKING:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling the API: an API key's id, name and role."""
+
+    key_id: str
+    name: str
+    role: Role
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role.value}:{self.name}"
+
+
+class PrincipalCache:
+    """Authenticated API keys for a few seconds, so a request doesn't re-query its key.
+
+    Revoking a key clears this process's cache at once; other processes notice
+    within `ttl` seconds.
+    """
+
+    def __init__(self, ttl: float = 10.0, max_size: int = 1024) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    @staticmethod
+    def _key(raw: str) -> str:
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def get(self, raw: str) -> Principal | None:
+        entry = self._entries.get(self._key(raw))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, raw: str, principal: Principal) -> None:
+        if len(self._entries) >= self.max_size:
+            self._entries.clear()
+        self._entries[self._key(raw)] = (time.monotonic() + self.ttl, principal)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 @dataclass
@@ -30,6 +77,7 @@ class AppContext:
     redis: Redis
     queue: ArqRedis
     extras: dict[str, Any] = field(default_factory=dict)
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
 
     async def close(self) -> None:
         await self.queue.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_tools.admin.models import Role
 from booking_tools.admin.service import authenticate
-from hibachi.context import AppContext, utcnow
+from hibachi.context import AppContext, Principal, utcnow
 from hibachi.db import unit_of_work
 from hibachi.errors import Forbidden, Unauthorized
 
@@ -43,17 +42,6 @@ def get_now() -> datetime:
 NowDep = Annotated[datetime, Depends(get_now)]
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    key_id: str
-    name: str
-    role: Role
-
-    @property
-    def actor(self) -> str:
-        return f"{self.role.value}:{self.name}"
-
-
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
 
 
@@ -63,16 +51,21 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
 
     async def dependency(
         session: SessionDep,
+        ctx: CtxDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if credentials is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-        key = await authenticate(session, credentials.credentials)
-        if key is None:
-            raise Unauthorized("invalid or revoked API key")
-        if key.role not in allowed:
+        principal = ctx.principals.get(credentials.credentials)
+        if principal is None:
+            key = await authenticate(session, credentials.credentials)
+            if key is None:
+                raise Unauthorized("invalid or revoked API key")
+            principal = Principal(key_id=str(key.id), name=key.name, role=key.role)
+            ctx.principals.put(credentials.credentials, principal)
+        if principal.role not in allowed:
             raise Forbidden(f"this needs one of the roles: {', '.join(sorted(allowed))}")
-        return Principal(key_id=str(key.id), name=key.name, role=key.role)
+        return principal
 
     return dependency
 

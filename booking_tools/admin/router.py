@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -14,7 +15,8 @@ from booking_tools.admin.schemas import (
     AuditList,
     AuditOut,
 )
-from hibachi.deps import AdminRole, NowDep, SessionDep
+from hibachi.db import after_commit
+from hibachi.deps import AdminRole, CtxDep, NowDep, SessionDep
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -39,8 +41,11 @@ async def list_api_keys(session: SessionDep, _: AdminRole) -> ApiKeyList:
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyOut)
-async def revoke_api_key(key_id: uuid.UUID, session: SessionDep, who: AdminRole, now: NowDep) -> ApiKeyOut:
+async def revoke_api_key(
+    key_id: uuid.UUID, session: SessionDep, ctx: CtxDep, who: AdminRole, now: NowDep
+) -> ApiKeyOut:
     key = await service.revoke_api_key(session, key_id=key_id, now=now)
+    after_commit(session, _clear(ctx))
     await service.audit(
         session,
         actor=who.actor,
@@ -50,6 +55,13 @@ async def revoke_api_key(key_id: uuid.UUID, session: SessionDep, who: AdminRole,
         after={"revoked_at": key.revoked_at.isoformat() if key.revoked_at else None},
     )
     return ApiKeyOut.model_validate(key)
+
+
+def _clear(ctx: CtxDep) -> Callable[[], Awaitable[None]]:
+    async def clear() -> None:
+        ctx.principals.clear()
+
+    return clear
 
 
 @router.get("/audit", response_model=AuditList)

@@ -263,9 +263,9 @@ async def create_booking(
         ),
         idempotency_key=idempotency_key,
     )
+    booking.location, booking.customer = location, customer
     session.add(booking)
     await session.flush()
-    booking = await load_booking(session, booking_id=booking.id)
     deposit, _ = await deposits.open_deposit(session, booking=booking, payments=payments, now=now)
     await deposits.send_deposit_link(session, booking=booking, deposit=deposit)
     return booking, True

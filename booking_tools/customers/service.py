@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -47,16 +48,24 @@ async def get_customer(session: AsyncSession, *, phone: str) -> Customer:
     return customer
 
 
-async def get_or_create_customer(session: AsyncSession, *, phone: str, name: str | None = None) -> Customer:
-    """Race-free upsert by phone; fills in a missing name."""
+async def get_or_create_customer(
+    session: AsyncSession, *, phone: str, name: str | None = None
+) -> Customer:
+    """Race-free upsert by phone in one round trip; fills in a missing name."""
     e164 = to_e164(phone)
-    await session.execute(
-        insert(Customer).values(phone=e164, name=name).on_conflict_do_nothing(index_elements=["phone"])
+    stmt = (
+        insert(Customer)
+        .values(id=uuid.uuid4(), phone=e164, name=name)
+        .on_conflict_do_update(
+            index_elements=["phone"],
+            set_={"name": func.coalesce(Customer.name, insert(Customer).excluded.name)},
+        )
+        .returning(Customer)
     )
-    customer = await session.scalar(select(Customer).where(Customer.phone == e164))
-    assert customer is not None  # just upserted
-    if name and not customer.name:
-        customer.name = name
+    customer = await session.scalar(
+        select(Customer).from_statement(stmt).execution_options(populate_existing=True)
+    )
+    assert customer is not None  # the upsert always returns the row
     return customer
 
 

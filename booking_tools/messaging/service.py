@@ -60,19 +60,20 @@ async def queue_text(
         "error": reason,
         "dedupe_key": dedupe_key,
     }
-    inserted = await session.scalar(
-        insert(OutboundMessage)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(OutboundMessage.id)
+    message = await session.scalar(
+        select(OutboundMessage).from_statement(
+            insert(OutboundMessage)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(OutboundMessage)
+        )
     )
-    if inserted is None:
+    if message is None:
         existing = await session.scalar(
             select(OutboundMessage).where(OutboundMessage.dedupe_key == dedupe_key)
         )
         assert existing is not None  # the conflict was on this key
         return existing
-    message = await session.get_one(OutboundMessage, inserted)
     if message.status is MessageStatus.queued:
         enqueue_after_commit(session, SEND_JOB, str(message.id), job_id=f"text:{message.id}")
     return message
