@@ -3,7 +3,7 @@
 Starts `hibachi serve` as its own process on a throwaway data dir (embedded PostgreSQL
 and Redis), then drives it over HTTP at a fixed concurrency from this process.
 
-    .venv/bin/python -m benchmarks.api [--requests 2000] [--concurrency 16]
+    .venv/bin/python -m benchmarks.api [--requests 2000] [--concurrency 16] [--server-workers N]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def report(name: str, latencies: list[float], elapsed: float, statuses: dict[int
     )
 
 
-async def run(n: int, concurrency: int) -> None:
+async def run(n: int, concurrency: int, server_workers: int) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     key = "bench-" + secrets.token_hex(8)
@@ -95,7 +95,16 @@ async def run(n: int, concurrency: int) -> None:
         }
         # The server starts once, before any measurement; blocking here is harmless.
         proc = subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-m", "hibachi.cli", "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "hibachi.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(server_workers),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -118,7 +127,8 @@ async def run(n: int, concurrency: int) -> None:
                 ]
                 print(
                     f"hibachi API benchmark: {n} requests per endpoint, concurrency {concurrency}, "
-                    f"{os.cpu_count()} CPUs, server = 1 uvicorn process + embedded PostgreSQL/Redis"
+                    f"{os.cpu_count()} CPUs, server = {server_workers} uvicorn process(es) + embedded PostgreSQL/Redis, "
+                    "load generator on the same machine"
                 )
                 report("availability", *await drive(client, avail, concurrency))
                 slots = itertools.cycle(
@@ -162,8 +172,9 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--server-workers", type=int, default=1)
     args = parser.parse_args()
-    asyncio.run(run(args.requests, args.concurrency))
+    asyncio.run(run(args.requests, args.concurrency, args.server_workers))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from hibachi.db import unit_of_work
 from hibachi.errors import Forbidden, Unauthorized
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -35,7 +35,7 @@ async def get_session(ctx: CtxDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_now() -> datetime:
+async def get_now() -> datetime:
     return utcnow()
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_tools.admin.models import ApiKey, AuditEntry, Role
@@ -30,13 +32,19 @@ async def create_api_key(
 
 
 async def ensure_api_key(session: AsyncSession, *, name: str, role: Role, raw_key: str) -> ApiKey:
-    """Idempotently make sure a key with this raw value exists (bootstrap admin key)."""
-    existing = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(raw_key)))
-    if existing is not None:
-        existing.revoked_at = None
-        existing.role = role
-        return existing
-    key, _ = await create_api_key(session, name=name, role=role, raw_key=raw_key)
+    """Idempotently make sure a key with this raw value exists (bootstrap admin key).
+
+    Safe when several processes start at once: the insert yields to a concurrent one.
+    """
+    await session.execute(
+        insert(ApiKey)
+        .values(id=uuid.uuid4(), name=name, role=role, key_hash=hash_key(raw_key), prefix=raw_key[:10])
+        .on_conflict_do_nothing(index_elements=["key_hash"])
+    )
+    key = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(raw_key)))
+    assert key is not None  # inserted above or by a concurrent process
+    key.revoked_at = None
+    key.role = role
     return key
 
 

@@ -49,6 +49,7 @@ def deposit_out(deposit: Deposit | None) -> DepositOut | None:
 
 
 async def booking_out(session: SessionDep, booking: Booking) -> BookingOut:
+    """The API view of a booking, with its live deposit (if any)."""
     deposit = await deposits.live_deposit(session, booking_id=booking.id)
     return BookingOut(
         id=booking.id,

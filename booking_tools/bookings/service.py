@@ -266,7 +266,9 @@ async def create_booking(
     booking.location, booking.customer = location, customer
     session.add(booking)
     await session.flush()
-    deposit, _ = await deposits.open_deposit(session, booking=booking, payments=payments, now=now)
+    deposit, _ = await deposits.open_deposit(
+        session, booking=booking, payments=payments, now=now, new_booking=True
+    )
     await deposits.send_deposit_link(session, booking=booking, deposit=deposit)
     return booking, True
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,9 +48,7 @@ async def get_customer(session: AsyncSession, *, phone: str) -> Customer:
     return customer
 
 
-async def get_or_create_customer(
-    session: AsyncSession, *, phone: str, name: str | None = None
-) -> Customer:
+async def get_or_create_customer(session: AsyncSession, *, phone: str, name: str | None = None) -> Customer:
     """Race-free upsert by phone in one round trip; fills in a missing name."""
     e164 = to_e164(phone)
     stmt = (
@@ -58,7 +56,7 @@ async def get_or_create_customer(
         .values(id=uuid.uuid4(), phone=e164, name=name)
         .on_conflict_do_update(
             index_elements=["phone"],
-            set_={"name": func.coalesce(Customer.name, insert(Customer).excluded.name)},
+            set_={"name": func.coalesce(Customer.name, literal_column("excluded.name"))},
         )
         .returning(Customer)
     )

@@ -39,13 +39,19 @@ async def live_deposit(session: AsyncSession, *, booking_id: object) -> Deposit 
 
 
 async def open_deposit(
-    session: AsyncSession, *, booking: Booking, payments: PaymentProvider, now: datetime
+    session: AsyncSession,
+    *,
+    booking: Booking,
+    payments: PaymentProvider,
+    now: datetime,
+    new_booking: bool = False,
 ) -> tuple[Deposit, bool]:
     """The booking's live deposit, creating it if needed; returns (deposit, created).
 
-    Idempotent: replays return the same deposit. Callers hold the booking row lock.
+    Idempotent: replays return the same deposit. Callers hold the booking row lock
+    (or pass `new_booking` for a booking inserted in this transaction).
     """
-    existing = await live_deposit(session, booking_id=booking.id)
+    existing = None if new_booking else await live_deposit(session, booking_id=booking.id)
     if existing is not None:
         return existing, False
     if booking.status is not BookingStatus.pending_deposit:
