@@ -127,8 +127,8 @@ async def run(n: int, concurrency: int, server_workers: int) -> None:
                 ]
                 print(
                     f"hibachi API benchmark: {n} requests per endpoint, concurrency {concurrency}, "
-                    f"{os.cpu_count()} CPUs, server = {server_workers} uvicorn process(es) + embedded PostgreSQL/Redis, "
-                    "load generator on the same machine"
+                    f"{os.cpu_count()} CPUs, server = {server_workers} uvicorn process(es) + embedded "
+                    "PostgreSQL/Redis, load generator on the same machine"
                 )
                 report("availability", *await drive(client, avail, concurrency))
                 slots = itertools.cycle(

@@ -60,7 +60,7 @@ async def get_or_create_customer(session: AsyncSession, *, phone: str, name: str
         )
         .returning(Customer)
     )
-    customer = await session.scalar(
+    customer: Customer | None = await session.scalar(
         select(Customer).from_statement(stmt).execution_options(populate_existing=True)
     )
     assert customer is not None  # the upsert always returns the row

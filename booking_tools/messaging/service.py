@@ -60,7 +60,7 @@ async def queue_text(
         "error": reason,
         "dedupe_key": dedupe_key,
     }
-    message = await session.scalar(
+    message: OutboundMessage | None = await session.scalar(
         select(OutboundMessage).from_statement(
             insert(OutboundMessage)
             .values(**values)
