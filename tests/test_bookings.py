@@ -386,3 +386,59 @@ async def test_text_postgres_cannot_store_is_a_422_not_a_500(client: httpx.Async
     response = await client.post("/v1/bookings", json=booking_body(customer_name="Nul\u0000Byte"))
     assert response.status_code == 422
     assert response.json()["error"] == "InvalidInput"
+
+
+async def test_reschedule_within_48h_keeps_the_deposit_and_asks_for_a_new_one(
+    app_ctx: AppContext, client: httpx.AsyncClient, db: async_sessionmaker[AsyncSession]
+) -> None:
+    event_date, start_time = slot_within_48h()
+    booked_at = datetime.now(UTC) - timedelta(days=3)
+    async with unit_of_work(app_ctx.sessions) as session:
+        booking, _ = await service.create_booking(
+            session,
+            booking_in=BookingCreate(**booking_body(event_date=event_date, start_time=start_time)),
+            payments=app_ctx.extras["payments"],
+            now=booked_at,
+        )
+        first = await deposits.live_deposit(session, booking_id=booking.id)
+        assert first is not None
+        await deposits.mark_paid(session, deposit=first, now=booked_at + timedelta(hours=1))
+    moved = await client.post(
+        f"/v1/bookings/{booking.id}/reschedule",
+        json={"event_date": future_date(20).isoformat(), "start_time": "12:00"},
+    )
+    assert moved.status_code == 200, moved.text
+    body = moved.json()
+    assert body["status"] == "pending_deposit"
+    assert body["deposit"]["status"] == "pending"
+    assert body["deposit"]["id"] != str(first.id)
+    async with db() as session:
+        assert (await session.get_one(Deposit, first.id)).status == "kept"
+    templates = [t.template for t in await texts_to(db, "+14085550123")]
+    assert templates.count("deposit_link") == 2
+    assert "booking_rescheduled" in templates
+
+
+async def test_quote_prices_a_party_with_upgrades_travel_and_points(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/quotes",
+        json={"adults": 10, "children": 2, "lobster_upgrades": 2, "travel_miles": 30, "points": 300},
+    )
+    assert response.status_code == 200
+    quote = response.json()
+    assert quote["food_subtotal"] == 10 * 55 + 2 * 30 + 2 * 15
+    assert quote["discount"] == 30
+    assert quote["tax"] == 56.43  # 9.25 % of $610.00 = $56.425, rounded half up
+    assert quote["travel_fee"] == 20
+    assert quote["deposit"] == 100
+    too_many = await client.post("/v1/quotes", json={"adults": 10, "points": 5000})
+    assert too_many.status_code == 422
+    assert "at most 2700 points" in too_many.json()["detail"]
+
+
+async def test_booking_can_be_found_by_its_code(client: httpx.AsyncClient) -> None:
+    booking = await create_booking(client)
+    found = await client.get(f"/v1/bookings/by-code/{booking['code'].lower()}")
+    assert found.status_code == 200
+    assert found.json()["id"] == booking["id"]
+    assert (await client.get("/v1/bookings/by-code/MHNOPE00")).status_code == 404

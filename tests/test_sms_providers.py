@@ -19,10 +19,10 @@ from booking_tools.messaging.providers import (
     TransientSendError,
     TwilioSender,
     build_senders,
-    count_segments,
 )
 from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, Settings
 from telephony.fakes import FakeRingCentral, FakeTwilio
+from telephony.sms_segments import count_segments
 
 AGENT = "+16505550100"
 CUSTOMER = "+14155550123"

@@ -134,13 +134,7 @@ async def search_availability(
 @router.post("/quotes", response_model=QuoteOut, tags=["bookings"])
 async def quote(data: QuoteRequest, _: AnyRole) -> QuoteOut:
     """Price a party: food subtotal, upgrades, points discount, tax, travel, deposit, balance."""
-    party = pricing.Party(
-        adults=data.adults,
-        children=data.children,
-        toddlers=data.toddlers,
-        filet_upgrades=data.filet_upgrades,
-        lobster_upgrades=data.lobster_upgrades,
-    )
+    party = data.party()
     subtotal = pricing.food_subtotal(party)
     if data.points > pricing.max_redeemable_points(subtotal):
         raise RuleViolation(

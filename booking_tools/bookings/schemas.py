@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, PlainSerializer
 
-from booking_tools.bookings.pricing import Quote
+from booking_tools.bookings.pricing import Party, Quote
 
 HHMM = Annotated[time, PlainSerializer(lambda t: t.strftime("%H:%M"), return_type=str)]
 Count = Annotated[int, Field(ge=0, le=1000)]
@@ -22,6 +22,15 @@ class PartyIn(BaseModel):
     toddlers: Count = Field(default=0, ge=0, le=1000, description="guests under 3 (free)")
     filet_upgrades: Count = 0
     lobster_upgrades: Count = 0
+
+    def party(self) -> Party:
+        return Party(
+            adults=self.adults,
+            children=self.children,
+            toddlers=self.toddlers,
+            filet_upgrades=self.filet_upgrades,
+            lobster_upgrades=self.lobster_upgrades,
+        )
 
 
 class QuoteRequest(PartyIn):

@@ -224,13 +224,7 @@ async def create_booking(
         if existing is not None:
             return await load_booking(session, booking_id=existing), False
     location = await get_location(session, slug=booking_in.location)
-    party = pricing.Party(
-        adults=booking_in.adults,
-        children=booking_in.children,
-        toddlers=booking_in.toddlers,
-        filet_upgrades=booking_in.filet_upgrades,
-        lobster_upgrades=booking_in.lobster_upgrades,
-    )
+    party = booking_in.party()
     problem = pricing.party_problem(party)
     if problem:
         raise BookingRuleViolation(problem)

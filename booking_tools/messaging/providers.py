@@ -24,6 +24,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
 from hibachi.settings import DEV_TWILIO_AUTH_TOKEN, Settings
+from telephony.sms_segments import count_segments
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,6 @@ SEND_TIMEOUT = 15.0  # seconds, per HTTP request
 RINGCENTRAL_SMS_PATH = "/restapi/v1.0/account/~/extension/~/sms"
 TWILIO_OPTED_OUT = 21610  # "Attempt to send to unsubscribed recipient"
 RETRYABLE_HTTP = frozenset({408, 429})
-
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_EXTENDED = frozenset("\f^{}\\[~]|€")  # two septets each (ESC + char)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,24 +78,6 @@ class SmsSender(Protocol):
     async def send(
         self, *, from_phone: str, to_phone: str, body: str, status_callback: str | None
     ) -> SendResult: ...
-
-
-def count_segments(body: str) -> int:
-    """SMS segments for `body`: GSM-7 160/153 septets, else UCS-2 70/67 UTF-16 units."""
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in body):
-        units = [1 if ch in GSM7_BASIC else 2 for ch in body]
-        single, multi = 160, 153
-    else:
-        units = [2 if ord(ch) > 0xFFFF else 1 for ch in body]
-        single, multi = 70, 67
-    if sum(units) <= single:
-        return 1
-    segments, used = 1, 0
-    for size in units:  # an escape or surrogate pair is never split across segments
-        if used + size > multi:
-            segments, used = segments + 1, 0
-        used += size
-    return segments
 
 
 def _is_transient(http_status: int) -> bool:

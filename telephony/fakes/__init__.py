@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from telephony.fakes.ringcentral_server import FakeRingCentral
 from telephony.fakes.server import LocalServer, RecordedRequest, ServedFake
-from telephony.fakes.twilio_server import FakeTwilio, count_segments
+from telephony.fakes.twilio_server import FakeTwilio
+from telephony.sms_segments import count_segments
 
 __all__ = [
     "FakeRingCentral",

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from telephony.fakes.server import RecordedRequest, ServedFake
+from telephony.sms_segments import count_segments
 
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32  # matches hibachi.settings.DEV_TWILIO_ACCOUNT_SID
 DEFAULT_AUTH_TOKEN = "dev-twilio-auth-token"
@@ -38,11 +39,6 @@ E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 # GSM 03.38: the basic table (one septet each; ESC itself excluded) and the extension
 # table (two septets each: ESC + char). Anything else forces UCS-2.
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_EXTENDED = frozenset("\f^{}\\[~]|€")
 
 ERROR_MESSAGES: dict[int, str] = {
     20003: "Authenticate",
@@ -63,24 +59,6 @@ ERROR_MESSAGES: dict[int, str] = {
     21617: "The concatenated message body exceeds the 1600 character limit.",
 }
 SERVER_ERROR_CODES = {429: 20429, 500: 20500, 503: 20503}
-
-
-def count_segments(body: str) -> int:
-    """SMS segments for `body`: GSM-7 160/153 septets, else UCS-2 70/67 UTF-16 units."""
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in body):
-        units = [1 if ch in GSM7_BASIC else 2 for ch in body]
-        single, multi = 160, 153
-    else:
-        units = [2 if ord(ch) > 0xFFFF else 1 for ch in body]
-        single, multi = 70, 67
-    if sum(units) <= single:
-        return 1
-    segments, used = 1, 0
-    for size in units:  # an escape pair or surrogate pair is never split across segments
-        if used + size > multi:
-            segments, used = segments + 1, 0
-        used += size
-    return segments
 
 
 def _rfc2822(moment: datetime) -> str:
