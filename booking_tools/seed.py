@@ -63,32 +63,39 @@ async def seed_demo_customers(session: AsyncSession, *, now: datetime) -> None:
         )
         customer = await session.scalar(select(Customer).where(Customer.phone == phone))
         assert customer is not None
-        if await session.get(LoyaltyAccount, customer.id) is not None or lifetime == 0:
+        if lifetime == 0:
             continue
-        session.add(
-            LoyaltyAccount(customer_id=customer.id, points=points, lifetime_points=lifetime, tier=tier)
+        created = await session.scalar(
+            insert(LoyaltyAccount)
+            .values(customer_id=customer.id, points=points, lifetime_points=lifetime, tier=tier)
+            .on_conflict_do_nothing(index_elements=["customer_id"])
+            .returning(LoyaltyAccount.customer_id)
         )
+        if created is None:  # seeded before (or by a concurrent start)
+            continue
         # History: older points already spent, the spendable ones earned within the year.
-        session.add(
-            LoyaltyEntry(
-                customer_id=customer.id,
-                kind=EntryKind.earn,
-                points=lifetime - points,
-                remaining=0,
-                actor="seed",
-                reason="demo history",
-                expires_at=now + timedelta(days=30),
+        spent = lifetime - points
+        if spent:
+            session.add_all(
+                [
+                    LoyaltyEntry(
+                        customer_id=customer.id,
+                        kind=EntryKind.earn,
+                        points=spent,
+                        remaining=0,
+                        actor="seed",
+                        reason="demo history",
+                        expires_at=now + timedelta(days=30),
+                    ),
+                    LoyaltyEntry(
+                        customer_id=customer.id,
+                        kind=EntryKind.redeem,
+                        points=-spent,
+                        actor="seed",
+                        reason="demo history",
+                    ),
+                ]
             )
-        )
-        session.add(
-            LoyaltyEntry(
-                customer_id=customer.id,
-                kind=EntryKind.redeem,
-                points=-(lifetime - points),
-                actor="seed",
-                reason="demo history",
-            )
-        )
         session.add(
             LoyaltyEntry(
                 customer_id=customer.id,

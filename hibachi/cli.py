@@ -30,13 +30,15 @@ def _exit_on_sigterm() -> None:
 
 
 def _prepare(settings: Settings) -> tuple[Settings, EmbeddedServers]:
+    # Demo customers only on the self-contained embedded database, never on a real one.
+    demo = settings.database_url is None
     """Resolve embedded servers, migrate, and seed the reference business on first start."""
     from hibachi.embedded import resolve
     from hibachi.migrate import upgrade
 
     settings, servers = resolve(settings)
     upgrade(settings.async_database_url)
-    asyncio.run(_seed(settings, demo=True))
+    asyncio.run(_seed(settings, demo=demo))
     return settings, servers
 
 
