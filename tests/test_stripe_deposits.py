@@ -15,11 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from booking_tools.admin.models import Role
+from booking_tools.bookings.service import release_expired_deposits
 from booking_tools.deposits.models import Deposit
 from booking_tools.deposits.stripe_provider import StripePayments, checkout_expiry
 from booking_tools.messaging.models import OutboundMessage
 from hibachi.app import create_app
 from hibachi.context import AppContext
+from hibachi.db import unit_of_work
 from hibachi.settings import Settings
 from telephony.fakes.stripe_server import FakeStripe, sign
 from tests.conftest import PUBLIC_BASE_URL, KeyMaker
@@ -236,3 +238,33 @@ async def test_cancelling_a_paid_booking_more_than_48h_ahead_refunds_at_stripe(
     assert refund["amount"] == 10000
     assert refund["payment_intent"] == stripe.sessions[session_id]["payment_intent"]
     assert refund["status"] == "succeeded"
+
+
+async def test_payment_arriving_after_the_hold_was_released_is_refunded(
+    admin: httpx.AsyncClient,
+    stripe_caller: httpx.AsyncClient,
+    stripe: FakeStripe,
+    stripe_app: FastAPI,
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    booking = await create_booking(admin)
+    session_id = str((await deposit_of(db, booking)).provider_ref)
+    ctx = stripe_app.state.ctx
+    async with unit_of_work(ctx.sessions) as session:
+        released = await release_expired_deposits(
+            session, payments=ctx.extras["payments"], now=datetime.now(UTC) + timedelta(hours=25)
+        )
+    assert released == 1
+    response = await post_event(stripe_caller, *stripe.complete_session(session_id))
+    assert response.status_code == 200
+    assert (await deposit_of(db, booking)).status == "refunded"
+    [refund] = stripe.refunds
+    assert refund["payment_intent"] == stripe.sessions[session_id]["payment_intent"]
+    assert (await admin.get(f"/v1/bookings/{booking['id']}")).json()["status"] == "cancelled"
+    async with db() as session:
+        templates = list(
+            await session.scalars(
+                select(OutboundMessage.template).where(OutboundMessage.to_phone == booking["customer_phone"])
+            )
+        )
+    assert "late_payment_refunded" in templates

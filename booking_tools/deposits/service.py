@@ -113,7 +113,9 @@ async def deposit_by_provider_ref(session: AsyncSession, *, ref: str) -> Deposit
     return deposit
 
 
-async def mark_paid(session: AsyncSession, *, deposit: Deposit, now: datetime) -> Booking:
+async def mark_paid(
+    session: AsyncSession, *, deposit: Deposit, now: datetime, enforce_expiry: bool = True
+) -> Booking:
     """Payment arrived: deposit paid, booking confirmed, confirmation texted. Idempotent.
 
     The caller holds the deposit row lock (see `deposit_by_token(lock=True)`).
@@ -125,7 +127,7 @@ async def mark_paid(session: AsyncSession, *, deposit: Deposit, now: datetime) -
         return booking
     if deposit.status is not DepositStatus.pending:
         raise DepositClosed(f"this payment link is {deposit.status.value}")
-    if now >= deposit.expires_at:
+    if enforce_expiry and now >= deposit.expires_at:
         raise DepositExpired("this payment link has expired and the slot was released")
     deposit.status = DepositStatus.paid
     deposit.paid_at = now
@@ -144,6 +146,28 @@ async def mark_paid(session: AsyncSession, *, deposit: Deposit, now: datetime) -
     )
     await session.flush()
     return booking
+
+
+async def refund_late_payment(
+    session: AsyncSession, *, deposit: Deposit, payments: PaymentProvider, now: datetime
+) -> None:
+    """Money came in after the hold was released or voided: give it back and say so."""
+    from booking_tools.bookings.service import load_booking
+
+    await payments.refund(provider_ref=deposit.provider_ref, amount_cents=deposit.amount_cents)
+    deposit.status = DepositStatus.refunded
+    deposit.closed_at = now
+    booking = await load_booking(session, booking_id=deposit.booking_id)
+    await queue_text(
+        session,
+        location=booking.location,
+        to_phone=booking.customer.phone,
+        customer=booking.customer,
+        template="late_payment_refunded",
+        body=templates.late_payment_refunded(code=booking.code),
+        dedupe_key=f"late_refund:{deposit.id}",
+    )
+    await session.flush()
 
 
 async def settle_on_cancel(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_tools.deposits import service
 from booking_tools.deposits.models import Deposit, DepositStatus
+from booking_tools.deposits.providers import PaymentProvider
 from booking_tools.deposits.router import page
 from hibachi.deps import CtxDep, NowDep, SessionDep
 from hibachi.errors import DomainError
@@ -54,20 +55,31 @@ async def stripe_webhook(request: Request, ctx: CtxDep, session: SessionDep, now
     )
     checkout = event.data.object.to_dict()
     if event.type in PAID_EVENTS:
-        await confirm_paid_checkout(session, checkout=checkout, now=now)
+        await confirm_paid_checkout(session, checkout=checkout, payments=ctx.extras["payments"], now=now)
     # checkout.session.expired needs nothing: our own 24 h job releases the booking.
     # Other types are acknowledged so Stripe stops resending them.
     return {"received": True}
 
 
-async def confirm_paid_checkout(session: AsyncSession, *, checkout: dict[str, Any], now: datetime) -> None:
-    """Mark the checkout's deposit paid (confirming the booking) once the money is in."""
+async def confirm_paid_checkout(
+    session: AsyncSession, *, checkout: dict[str, Any], payments: PaymentProvider, now: datetime
+) -> None:
+    """Mark the checkout's deposit paid (confirming the booking) once the money is in.
+
+    Money that arrives after the hold was released (or the booking cancelled) is
+    refunded at once, and the customer is told, instead of failing the webhook forever.
+    """
     if checkout.get("payment_status") != "paid":
         return  # a delayed method (bank debit) is still processing; async_payment_succeeded follows
     if "deposit_token" not in (checkout.get("metadata") or {}):
         return  # a checkout some other integration on this Stripe account created
     deposit = await service.deposit_by_provider_ref(session, ref=str(checkout["id"]))
-    await service.mark_paid(session, deposit=deposit, now=now)
+    if deposit.status in (DepositStatus.pending, DepositStatus.paid):
+        # Stripe only takes payment inside the checkout's window, which ends before ours;
+        # a late webhook for a still-held booking is honoured.
+        await service.mark_paid(session, deposit=deposit, now=now, enforce_expiry=False)
+    elif deposit.status in (DepositStatus.expired, DepositStatus.void):
+        await service.refund_late_payment(session, deposit=deposit, payments=payments, now=now)
 
 
 @router.get("/stripe/return", response_class=HTMLResponse, include_in_schema=False)

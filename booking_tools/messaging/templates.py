@@ -38,6 +38,13 @@ def booking_released(*, code: str) -> str:
     )
 
 
+def late_payment_refunded(*, code: str) -> str:
+    return (
+        f"{BUSINESS}: your deposit for booking {code} arrived after the slot was released, "
+        "so we refunded it in full. Text us to book again."
+    )
+
+
 def booking_rescheduled(*, code: str, event_date: date, start_time: time) -> str:
     return f"{BUSINESS}: booking {code} is moved to {when(event_date, start_time)}."
 
