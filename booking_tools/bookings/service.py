@@ -27,6 +27,7 @@ from booking_tools.bookings.errors import (
     SlotUnavailable,
 )
 from booking_tools.bookings.models import HOLDS_SLOT, Booking, BookingStatus
+from booking_tools.bookings.notify import text_customer
 from booking_tools.bookings.schemas import BookingCreate
 from booking_tools.customers.phone import to_e164
 from booking_tools.customers.service import find_customer, get_or_create_customer
@@ -37,7 +38,6 @@ from booking_tools.locations.models import Location
 from booking_tools.locations.service import get_location
 from booking_tools.loyalty import service as loyalty
 from booking_tools.messaging import templates
-from booking_tools.messaging.service import queue_text
 from booking_tools.waitlist import service as waitlist
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -305,11 +305,9 @@ async def reschedule_booking(
         deposit, created = await deposits.open_deposit(session, booking=booking, payments=payments, now=now)
         if created:
             await deposits.send_deposit_link(session, booking=booking, deposit=deposit)
-    await queue_text(
+    await text_customer(
         session,
-        location=location,
-        to_phone=booking.customer.phone,
-        customer=booking.customer,
+        booking=booking,
         template="booking_rescheduled",
         body=templates.booking_rescheduled(code=booking.code, event_date=event_date, start_time=start_time),
         dedupe_key=f"rescheduled:{booking.id}:{booking.reschedule_count}",
@@ -343,11 +341,9 @@ async def cancel_booking(
     else:
         refund = deposit is not None and deposit.status.value == "refunded"
         body = templates.booking_cancelled(code=booking.code, refund=refund)
-    await queue_text(
+    await text_customer(
         session,
-        location=location,
-        to_phone=booking.customer.phone,
-        customer=booking.customer,
+        booking=booking,
         template="booking_released" if released else "booking_cancelled",
         body=body,
         dedupe_key=f"cancelled:{booking.id}",

@@ -9,11 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_tools.bookings.models import Booking, BookingStatus
+from booking_tools.bookings.notify import text_customer
 from booking_tools.bookings.pricing import DEPOSIT_CENTS
 from booking_tools.deposits.models import Deposit, DepositStatus
 from booking_tools.deposits.providers import PaymentProvider
 from booking_tools.messaging import templates
-from booking_tools.messaging.service import queue_text
 from hibachi.errors import Conflict, NotFound
 
 DEPOSIT_TTL = timedelta(hours=24)
@@ -80,11 +80,9 @@ async def open_deposit(
 
 async def send_deposit_link(session: AsyncSession, *, booking: Booking, deposit: Deposit) -> None:
     """Text the payment link (once per deposit)."""
-    await queue_text(
+    await text_customer(
         session,
-        location=booking.location,
-        to_phone=booking.customer.phone,
-        customer=booking.customer,
+        booking=booking,
         template="deposit_link",
         body=templates.deposit_link(
             code=booking.code,
@@ -133,11 +131,9 @@ async def mark_paid(
     deposit.paid_at = now
     booking.status = BookingStatus.confirmed
     booking.confirmed_at = now
-    await queue_text(
+    await text_customer(
         session,
-        location=booking.location,
-        to_phone=booking.customer.phone,
-        customer=booking.customer,
+        booking=booking,
         template="booking_confirmed",
         body=templates.booking_confirmed(
             code=booking.code, event_date=booking.event_date, start_time=booking.start_time
@@ -158,11 +154,9 @@ async def refund_late_payment(
     deposit.status = DepositStatus.refunded
     deposit.closed_at = now
     booking = await load_booking(session, booking_id=deposit.booking_id)
-    await queue_text(
+    await text_customer(
         session,
-        location=booking.location,
-        to_phone=booking.customer.phone,
-        customer=booking.customer,
+        booking=booking,
         template="late_payment_refunded",
         body=templates.late_payment_refunded(code=booking.code),
         dedupe_key=f"late_refund:{deposit.id}",
