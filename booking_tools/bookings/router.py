@@ -50,7 +50,10 @@ def deposit_out(deposit: Deposit | None) -> DepositOut | None:
 
 async def booking_out(session: SessionDep, booking: Booking) -> BookingOut:
     """The API view of a booking, with its live deposit (if any)."""
-    deposit = await deposits.live_deposit(session, booking_id=booking.id)
+    return booking_view(booking, await deposits.live_deposit(session, booking_id=booking.id))
+
+
+def booking_view(booking: Booking, deposit: Deposit | None) -> BookingOut:
     return BookingOut(
         id=booking.id,
         code=booking.code,
@@ -183,8 +186,9 @@ async def list_bookings(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> BookingList:
     rows, total = await service.list_bookings(session, phone=phone, status=status, limit=limit, offset=offset)
+    live = await deposits.live_deposits(session, booking_ids=[b.id for b in rows])
     return BookingList(
-        items=[await booking_out(session, b) for b in rows], total=total, limit=limit, offset=offset
+        items=[booking_view(b, live.get(b.id)) for b in rows], total=total, limit=limit, offset=offset
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -36,6 +37,16 @@ async def live_deposit(session: AsyncSession, *, booking_id: object) -> Deposit 
     return await session.scalar(
         select(Deposit).where(Deposit.booking_id == booking_id, Deposit.status.in_(LIVE))
     )
+
+
+async def live_deposits(session: AsyncSession, *, booking_ids: list[uuid.UUID]) -> dict[uuid.UUID, Deposit]:
+    """The live deposit of each of these bookings, in one query."""
+    if not booking_ids:
+        return {}
+    rows = await session.scalars(
+        select(Deposit).where(Deposit.booking_id.in_(booking_ids), Deposit.status.in_(LIVE))
+    )
+    return {d.booking_id: d for d in rows}
 
 
 async def open_deposit(
