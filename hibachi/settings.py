@@ -43,7 +43,6 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None
 
-    hibachi_timezone: str = "America/Los_Angeles"
     hibachi_run_worker: bool = True
     hibachi_db_pool_size: int = 20
 
