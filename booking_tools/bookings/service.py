@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -124,11 +125,7 @@ async def search_open_slots(
     session: AsyncSession, *, location: Location, near: datetime, now: datetime, limit: int, days: int = 14
 ) -> list[SlotState]:
     """Open slots closest in time to `near` (within +-`days`), nearest first."""
-    center = (
-        near
-        if near.tzinfo
-        else near.replace(tzinfo=rules.event_start(location.timezone, near.date(), near.time()).tzinfo)
-    )
+    center = near if near.tzinfo else near.replace(tzinfo=ZoneInfo(location.timezone))
     states = await slot_states(
         session,
         location=location,
@@ -299,7 +296,7 @@ async def reschedule_booking(
         kept = await deposits.settle_on_cancel(
             session, booking=booking, keep=True, payments=payments, now=now
         )
-        if kept is not None and kept.status.value == "kept":
+        if kept is not None and kept.status is DepositStatus.kept:
             booking.status = BookingStatus.pending_deposit
             booking.confirmed_at = None
         deposit, created = await deposits.open_deposit(session, booking=booking, payments=payments, now=now)
@@ -339,7 +336,7 @@ async def cancel_booking(
     if released:
         body = templates.booking_released(code=booking.code)
     else:
-        refund = deposit is not None and deposit.status.value == "refunded"
+        refund = deposit is not None and deposit.status is DepositStatus.refunded
         body = templates.booking_cancelled(code=booking.code, refund=refund)
     await text_customer(
         session,
