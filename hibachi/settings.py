@@ -25,6 +25,17 @@ class Settings(BaseSettings):
     openai_api_key: str | None = None
     openai_base_url: str | None = None
     hibachi_llm_model: str = "gpt-4o-mini"
+    # The cheaper model tried when the primary fails or stalls ("" = none); then the deterministic brain.
+    hibachi_llm_fallback_model: str = "gpt-4.1-nano"
+    # Seconds to wait for a model's first streamed chunk before falling back.
+    hibachi_llm_first_token_timeout: float = 0.8
+    # Whole-turn budget for LLM brains (all tool rounds) before falling back.
+    hibachi_llm_turn_timeout: float = 20.0
+    hibachi_embedding_model: str = "text-embedding-3-small"
+    # How long the SMS webhook waits for the agent to answer in TwiML before replying by REST instead.
+    hibachi_sms_reply_wait_seconds: float = 10.0
+    # JSON file overriding the cost meter's price table (see agent/cost.py).
+    hibachi_price_table: Path | None = None
 
     deepgram_api_key: str | None = None
     deepgram_base_url: str | None = None

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-import booking_tools.models  # noqa: F401  (full metadata for truncation)
+import hibachi.models  # noqa: F401  (full metadata for truncation)
 from booking_tools.admin.models import Role
 from booking_tools.admin.service import create_api_key
 from booking_tools.seed import seed_locations

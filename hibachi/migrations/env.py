@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import booking_tools.models  # noqa: F401  (registers every table on the metadata)
+import hibachi.models  # noqa: F401  (registers every table on the metadata)
 from hibachi.db import Base
 from hibachi.settings import Settings
 
