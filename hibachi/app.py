@@ -18,6 +18,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent.router import router as conversations_router
+from agent.runtime import build_engine
 from booking_tools.admin.models import Role
 from booking_tools.admin.router import router as admin_router
 from booking_tools.admin.service import ensure_api_key
@@ -37,6 +39,10 @@ from hibachi.db import unit_of_work
 from hibachi.errors import DomainError
 from hibachi.jobs import build_worker
 from hibachi.settings import Settings
+from knowledge.embeddings import build_embedder
+from knowledge.ingest import ensure_ingested
+from telephony.ringcentral.webhook import router as ringcentral_router
+from telephony.twilio.sms import router as twilio_sms_router
 from telephony.twilio.status import router as twilio_status_router
 
 log = logging.getLogger(__name__)
@@ -90,6 +96,9 @@ async def start(settings: Settings) -> AppContext:
     ctx = await build_context(settings)
     ctx.extras["payments"] = build_payments(settings)
     ctx.extras["sms_senders"] = build_senders(settings)
+    ctx.extras["embedder"] = build_embedder(settings)
+    await ensure_ingested(ctx)
+    ctx.extras["engine"] = build_engine(ctx)
     if settings.hibachi_admin_api_key:
         async with unit_of_work(ctx.sessions) as session:
             await ensure_api_key(
@@ -166,6 +175,7 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
                 await worker.close()
+            await ctx.extras["engine"].close()
             await ctx.close()
 
     app = FastAPI(
@@ -218,6 +228,9 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
         pay_router,
         stripe_router,
         twilio_status_router,
+        twilio_sms_router,
+        ringcentral_router,
+        conversations_router,
     ):
         app.include_router(router)
     return app

@@ -1,8 +1,9 @@
-"""`hibachi` command line: serve, worker, seed, migrate."""
+"""`hibachi` command line: serve, worker, seed, migrate, chat, sms."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from types import FrameType
@@ -30,27 +31,33 @@ def _exit_on_sigterm() -> None:
 
 
 def _prepare(settings: Settings) -> tuple[Settings, EmbeddedServers]:
-    # Demo customers only on the self-contained embedded database, never on a real one.
-    demo = settings.database_url is None
     """Resolve embedded servers, migrate, and seed the reference business on first start."""
     from hibachi.embedded import resolve
     from hibachi.migrate import upgrade
 
+    # Demo customers only on the self-contained embedded database, never on a real one.
+    demo = settings.database_url is None
     settings, servers = resolve(settings)
     upgrade(settings.async_database_url)
     asyncio.run(_seed(settings, demo=demo))
     return settings, servers
 
 
-async def _seed(settings: Settings, *, demo: bool) -> None:
+async def _seed(settings: Settings, *, demo: bool, knowledge: bool = False) -> None:
+    """Seed the reference business; with `knowledge`, also ingest its documents (serve does that at start)."""
     from booking_tools.seed import seed
     from hibachi.context import utcnow
     from hibachi.db import create_engine, create_sessionmaker, unit_of_work
+    from knowledge.embeddings import build_embedder
+    from knowledge.ingest import ingest
 
     engine = create_engine(settings)
     try:
         async with unit_of_work(create_sessionmaker(engine)) as session:
             await seed(session, now=utcnow(), demo=demo)
+            if knowledge:
+                report = await ingest(session, embedder=build_embedder(settings))
+                typer.echo(f"knowledge base: {report}")
     finally:
         await engine.dispose()
 
@@ -116,7 +123,7 @@ def seed(
     settings, servers = resolve(Settings())
     try:
         upgrade(settings.async_database_url)
-        asyncio.run(_seed(settings, demo=demo))
+        asyncio.run(_seed(settings, demo=demo, knowledge=True))
         typer.echo("seeded the reference business")
     finally:
         servers.stop()
@@ -134,6 +141,91 @@ def migrate() -> None:
         typer.echo("database is at the newest schema")
     finally:
         servers.stop()
+
+
+@app.command()
+def chat(
+    phone: Annotated[
+        str, typer.Option(help="the customer's number (their identity, as a carrier reports it)")
+    ],
+    to: Annotated[
+        str | None, typer.Option(help="the agent number they text (default: the Bay Area line)")
+    ] = None,
+) -> None:
+    """Text with the agent in the terminal as `phone`, through the same brain and tools as SMS."""
+    from agent.engine import ConversationEngine, InboundText
+    from booking_tools.customers.phone import to_e164
+    from booking_tools.locations.service import list_locations
+    from hibachi.app import start
+    from hibachi.jobs import build_worker
+
+    logging.basicConfig(level=logging.WARNING)
+    settings, servers = _prepare(Settings())
+    customer = to_e164(phone)
+
+    async def run() -> None:
+        ctx = await start(settings)
+        worker = build_worker(ctx)
+        worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
+        engine: ConversationEngine = ctx.extras["engine"]
+        try:
+            async with ctx.sessions() as session:
+                agent_phone = to_e164(to) if to else (await list_locations(session))[0].agent_phone
+            typer.echo(f"Texting {agent_phone} as {customer}. Ctrl-D to quit.")
+            while True:
+                try:
+                    line = await asyncio.to_thread(input, "you> ")
+                except EOFError:
+                    break
+                if not line.strip():
+                    continue
+                accepted = await engine.accept_text(
+                    InboundText(provider="cli", customer_phone=customer, agent_phone=agent_phone, text=line)
+                )
+                for reply in await engine.drain(accepted.conversation_id):
+                    typer.echo(f"agent> {reply.text}")
+        finally:
+            worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+            await worker.close()
+            await engine.close()
+            await ctx.close()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        servers.stop()
+
+
+@app.command()
+def sms(
+    text: Annotated[str, typer.Argument(help="the message body")],
+    from_: Annotated[str, typer.Option("--from", help="the customer's number")],
+    to: Annotated[str, typer.Option(help="the agent number (the location's line)")],
+    url: Annotated[str, typer.Option(help="where the server listens")] = "http://127.0.0.1:8000",
+) -> None:
+    """Post a correctly signed Twilio SMS webhook to a running server and print the reply."""
+    from telephony.twilio.client_sim import post_sms, sms_webhook_form, twiml_messages
+
+    settings = Settings()
+    form = sms_webhook_form(account_sid=settings.twilio_account_sid, from_phone=from_, to_phone=to, body=text)
+    response = post_sms(
+        server_url=url,
+        public_base_url=settings.public_base_url,
+        auth_token=settings.twilio_auth_token,
+        form=form,
+    )
+    if response.status_code != 200:
+        typer.echo(f"error {response.status_code}: {response.text}", err=True)
+        raise typer.Exit(1)
+    replies = twiml_messages(response.text)
+    for reply in replies:
+        typer.echo(reply)
+    if not replies:
+        typer.echo("(no reply in the webhook response; the agent will answer by text)")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ class AppContext:
     principals: PrincipalCache = field(default_factory=PrincipalCache)
 
     async def close(self) -> None:
+        aclose = getattr(self.extras.get("embedder"), "aclose", None)
+        if aclose is not None:
+            await aclose()
         await self.queue.aclose()
         await self.redis.aclose()
         await self.engine.dispose()

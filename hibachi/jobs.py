@@ -31,6 +31,7 @@ def functions() -> list[Any]:
 
 
 def cron_jobs() -> list[Any]:
+    from agent.tasks import sweep_inbound
     from booking_tools.deposits.tasks import expire_deposits
     from booking_tools.loyalty.tasks import expire_loyalty_points
     from booking_tools.messaging.tasks import sweep_outbox
@@ -40,6 +41,7 @@ def cron_jobs() -> list[Any]:
         cron(expire_deposits, second=EVERY_10S, run_at_startup=True, unique=True),
         cron(send_due_reminders, second=EVERY_10S, run_at_startup=True, unique=True),
         cron(sweep_outbox, second=EVERY_10S, unique=True),
+        cron(sweep_inbound, second=EVERY_10S, unique=True),
         cron(expire_loyalty_points, minute=0, second=0, unique=True),
     ]
 

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     # Seconds to wait for a model's first streamed chunk before falling back.
     hibachi_llm_first_token_timeout: float = 0.8
     # Whole-turn budget for LLM brains (all tool rounds) before falling back.
-    hibachi_llm_turn_timeout: float = 20.0
+    hibachi_llm_turn_timeout: float = 12.0
     hibachi_embedding_model: str = "text-embedding-3-small"
     # How long the SMS webhook waits for the agent to answer in TwiML before replying by REST instead.
     hibachi_sms_reply_wait_seconds: float = 10.0

@@ -37,6 +37,10 @@ def main() -> None:
         1,
     )
     text = re.sub(r"Create Date: .*\n", "", text)
+    if "pgvector.sqlalchemy" in text:  # autogenerate renders pgvector types but does not import them
+        text = text.replace(
+            "import sqlalchemy as sa\n", "import pgvector.sqlalchemy.vector\nimport sqlalchemy as sa\n", 1
+        )
     TARGET.write_text(text)
     subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(TARGET)], check=True)
     print(f"wrote {TARGET}")

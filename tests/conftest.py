@@ -30,6 +30,7 @@ from telephony.fakes import FakeRingCentral, FakeTwilio
 
 PUBLIC_BASE_URL = "https://agent.test"
 RC_JWT = "test-ringcentral-jwt"
+RC_VERIFICATION_TOKEN = "test-ringcentral-verification-token"
 AGENT_NUMBERS = ("+14085550199", "+19165550199")
 
 
@@ -72,6 +73,7 @@ def settings(fake_twilio: FakeTwilio, fake_ringcentral: FakeRingCentral) -> Iter
         ringcentral_client_id=fake_ringcentral.client_id,
         ringcentral_client_secret=fake_ringcentral.client_secret,
         ringcentral_jwt=RC_JWT,
+        ringcentral_verification_token=RC_VERIFICATION_TOKEN,
     )
     resolved, servers = resolve(base)
     upgrade(resolved.async_database_url)

@@ -6,6 +6,7 @@ Revises:
 
 from collections.abc import Sequence
 
+import pgvector.sqlalchemy.vector
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -47,6 +48,30 @@ def upgrade() -> None:
     op.create_index(op.f("ix_audit_log_actor"), "audit_log", ["actor"], unique=False)
     op.create_index(op.f("ix_audit_log_entity_id"), "audit_log", ["entity_id"], unique=False)
     op.create_table(
+        "conversations",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("channel", sa.Enum("sms", "voice", name="channel"), nullable=False),
+        sa.Column("provider", sa.String(length=20), nullable=False),
+        sa.Column("customer_phone", sa.String(length=20), nullable=False),
+        sa.Column("agent_phone", sa.String(length=20), nullable=False),
+        sa.Column("location_slug", sa.String(length=40), nullable=False),
+        sa.Column("status", sa.Enum("open", "closed", name="conversation_status"), nullable=False),
+        sa.Column("brain", sa.String(length=40), nullable=True),
+        sa.Column("external_id", sa.String(length=80), nullable=True),
+        sa.Column("last_activity_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("summary", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversations")),
+        sa.UniqueConstraint("external_id", name=op.f("uq_conversations_external_id")),
+    )
+    op.create_index(
+        "ix_conversations_customer_phone_created",
+        "conversations",
+        ["customer_phone", "created_at"],
+        unique=False,
+    )
+    op.create_table(
         "customers",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("phone", sa.String(length=20), nullable=False),
@@ -67,6 +92,52 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customers")),
         sa.UniqueConstraint("phone", name=op.f("uq_customers_phone")),
+    )
+    op.create_table(
+        "knowledge_chunks",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("source", sa.String(length=200), nullable=False),
+        sa.Column("title", sa.String(length=500), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("ordinal", sa.Integer(), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column("embedding_model", sa.String(length=200), nullable=False),
+        sa.Column("dims", sa.Integer(), nullable=False),
+        sa.Column("embedding", pgvector.sqlalchemy.vector.VECTOR(), nullable=False),
+        sa.Column(
+            "tsv",
+            postgresql.TSVECTOR(),
+            sa.Computed(
+                "setweight(to_tsvector('english', coalesce(title, '')), 'A') || setweight(to_tsvector('english', coalesce(body, '')), 'B')",
+                persisted=True,
+            ),
+            nullable=False,
+        ),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_knowledge_chunks")),
+        sa.UniqueConstraint("source", "embedding_model", "content_hash", name="uq_knowledge_chunks_content"),
+    )
+    op.create_index(
+        "ix_knowledge_chunks_embedding_hnsw_1536",
+        "knowledge_chunks",
+        [sa.literal_column("(embedding::vector(1536)) vector_cosine_ops")],
+        unique=False,
+        postgresql_using="hnsw",
+        postgresql_with={"m": 16, "ef_construction": 64},
+        postgresql_where=sa.text("dims = 1536"),
+    )
+    op.create_index(
+        "ix_knowledge_chunks_embedding_hnsw_384",
+        "knowledge_chunks",
+        [sa.literal_column("(embedding::vector(384)) vector_cosine_ops")],
+        unique=False,
+        postgresql_using="hnsw",
+        postgresql_with={"m": 16, "ef_construction": 64},
+        postgresql_where=sa.text("dims = 384"),
+    )
+    op.create_index(
+        "ix_knowledge_chunks_tsv", "knowledge_chunks", ["tsv"], unique=False, postgresql_using="gin"
     )
     op.create_table(
         "locations",
@@ -131,6 +202,135 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_bookings_customer_id"), "bookings", ["customer_id"], unique=False)
     op.create_index("ix_bookings_slot", "bookings", ["location_id", "event_date", "start_time"], unique=False)
+    op.create_table(
+        "conversation_costs",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("conversation_id", sa.Uuid(), nullable=False),
+        sa.Column("message_id", sa.BigInteger(), nullable=True),
+        sa.Column(
+            "kind",
+            sa.Enum("llm", "embedding", "sms", "stt", "tts", "voice", name="cost_kind"),
+            nullable=False,
+        ),
+        sa.Column("item", sa.String(length=60), nullable=False),
+        sa.Column("quantity", sa.Float(), nullable=False),
+        sa.Column("prompt_tokens", sa.Integer(), nullable=False),
+        sa.Column("cached_tokens", sa.Integer(), nullable=False),
+        sa.Column("completion_tokens", sa.Integer(), nullable=False),
+        sa.Column("usd", sa.Numeric(precision=12, scale=6), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversations.id"],
+            name=op.f("fk_conversation_costs_conversation_id_conversations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_costs")),
+    )
+    op.create_index(
+        op.f("ix_conversation_costs_conversation_id"), "conversation_costs", ["conversation_id"], unique=False
+    )
+    op.create_table(
+        "conversation_messages",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("conversation_id", sa.Uuid(), nullable=False),
+        sa.Column("role", sa.Enum("customer", "agent", name="message_role"), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("provider", sa.String(length=20), nullable=True),
+        sa.Column("provider_message_id", sa.String(length=80), nullable=True),
+        sa.Column("status", sa.Enum("received", "answered", "failed", name="inbound_status"), nullable=True),
+        sa.Column("reply_to_id", sa.BigInteger(), nullable=True),
+        sa.Column("sentiment", sa.Float(), nullable=True),
+        sa.Column("brain", sa.String(length=40), nullable=True),
+        sa.Column("delivery", sa.String(length=20), nullable=True),
+        sa.Column("outbound_message_id", sa.Uuid(), nullable=True),
+        sa.Column("truncated", sa.Boolean(), nullable=False),
+        sa.Column("marks", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversations.id"],
+            name=op.f("fk_conversation_messages_conversation_id_conversations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_messages")),
+        sa.UniqueConstraint("provider", "provider_message_id", name="uq_conversation_messages_provider_id"),
+    )
+    op.create_index(
+        "ix_conversation_messages_conversation_id_id",
+        "conversation_messages",
+        ["conversation_id", "id"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_conversation_messages_pending",
+        "conversation_messages",
+        ["created_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'received'"),
+    )
+    op.create_table(
+        "conversation_tool_calls",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("conversation_id", sa.Uuid(), nullable=False),
+        sa.Column("message_id", sa.BigInteger(), nullable=True),
+        sa.Column("name", sa.String(length=60), nullable=False),
+        sa.Column("arguments", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("ok", sa.Boolean(), nullable=False),
+        sa.Column("error", sa.String(length=60), nullable=True),
+        sa.Column("result", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("latency_ms", sa.Float(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversations.id"],
+            name=op.f("fk_conversation_tool_calls_conversation_id_conversations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_tool_calls")),
+    )
+    op.create_index(
+        op.f("ix_conversation_tool_calls_conversation_id"),
+        "conversation_tool_calls",
+        ["conversation_id"],
+        unique=False,
+    )
+    op.create_table(
+        "conversation_transfers",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("conversation_id", sa.Uuid(), nullable=False),
+        sa.Column(
+            "reason",
+            sa.Enum(
+                "requested",
+                "large_party",
+                "complaint",
+                "negative_sentiment",
+                "cannot_help",
+                "dtmf",
+                name="transfer_reason",
+            ),
+            nullable=False,
+        ),
+        sa.Column("outcome", sa.Enum("connected", "message_taken", name="transfer_outcome"), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column("staff_phone", sa.String(length=20), nullable=False),
+        sa.Column("outbound_message_id", sa.Uuid(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversations.id"],
+            name=op.f("fk_conversation_transfers_conversation_id_conversations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_transfers")),
+    )
+    op.create_index(
+        op.f("ix_conversation_transfers_conversation_id"),
+        "conversation_transfers",
+        ["conversation_id"],
+        unique=False,
+    )
     op.create_table(
         "loyalty_accounts",
         sa.Column("customer_id", sa.Uuid(), nullable=False),
@@ -332,11 +532,42 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_outbound_messages_customer_id"), table_name="outbound_messages")
     op.drop_table("outbound_messages")
     op.drop_table("loyalty_accounts")
+    op.drop_index(op.f("ix_conversation_transfers_conversation_id"), table_name="conversation_transfers")
+    op.drop_table("conversation_transfers")
+    op.drop_index(op.f("ix_conversation_tool_calls_conversation_id"), table_name="conversation_tool_calls")
+    op.drop_table("conversation_tool_calls")
+    op.drop_index(
+        "ix_conversation_messages_pending",
+        table_name="conversation_messages",
+        postgresql_where=sa.text("status = 'received'"),
+    )
+    op.drop_index("ix_conversation_messages_conversation_id_id", table_name="conversation_messages")
+    op.drop_table("conversation_messages")
+    op.drop_index(op.f("ix_conversation_costs_conversation_id"), table_name="conversation_costs")
+    op.drop_table("conversation_costs")
     op.drop_index("ix_bookings_slot", table_name="bookings")
     op.drop_index(op.f("ix_bookings_customer_id"), table_name="bookings")
     op.drop_table("bookings")
     op.drop_table("locations")
+    op.drop_index("ix_knowledge_chunks_tsv", table_name="knowledge_chunks", postgresql_using="gin")
+    op.drop_index(
+        "ix_knowledge_chunks_embedding_hnsw_384",
+        table_name="knowledge_chunks",
+        postgresql_using="hnsw",
+        postgresql_with={"m": 16, "ef_construction": 64},
+        postgresql_where=sa.text("dims = 384"),
+    )
+    op.drop_index(
+        "ix_knowledge_chunks_embedding_hnsw_1536",
+        table_name="knowledge_chunks",
+        postgresql_using="hnsw",
+        postgresql_with={"m": 16, "ef_construction": 64},
+        postgresql_where=sa.text("dims = 1536"),
+    )
+    op.drop_table("knowledge_chunks")
     op.drop_table("customers")
+    op.drop_index("ix_conversations_customer_phone_created", table_name="conversations")
+    op.drop_table("conversations")
     op.drop_index(op.f("ix_audit_log_entity_id"), table_name="audit_log")
     op.drop_index(op.f("ix_audit_log_actor"), table_name="audit_log")
     op.drop_index(op.f("ix_audit_log_action"), table_name="audit_log")
