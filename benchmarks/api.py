@@ -1,7 +1,10 @@
-"""API benchmark: p50/p95 latency and requests/s for availability and booking creation.
+"""API benchmark: p50/p95 latency, requests/s and CPU per request for availability and booking creation.
 
 Starts `hibachi serve` as its own process on a throwaway data dir (embedded PostgreSQL
-and Redis), then drives it over HTTP at a fixed concurrency from this process.
+and Redis), then drives it over HTTP at a fixed concurrency from this process. CPU per
+request is read from /proc for the server process (including its in-process job worker)
+and the embedded PostgreSQL; unlike latency, it barely moves when other processes load
+the machine.
 
     .venv/bin/python -m benchmarks.api [--requests 2000] [--concurrency 16] [--server-workers N]
 """
@@ -21,6 +24,7 @@ import time
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -49,6 +53,44 @@ async def wait_ready(base: str, proc: subprocess.Popen[bytes], limit_s: float = 
     raise SystemExit("server did not become ready")
 
 
+def _stat(pid: int) -> list[str]:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on; comm may hold spaces
+
+
+def _own_cpu(pid: int, *, children: bool = False) -> float:
+    """CPU seconds of one process (with `children`, also its reaped children's); 0 if gone."""
+    try:
+        fields = _stat(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(data_dir: str) -> float:
+    """CPU seconds of the embedded PostgreSQL under `data_dir`: postmaster, live and exited backends."""
+    total = 0.0
+    postmasters = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if data_dir in (proc / "cmdline").read_text():
+                    postmasters.append(int(proc.name))
+            except OSError:
+                continue
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if int(_stat(int(proc.name))[1]) in postmasters:  # ppid
+                    total += _own_cpu(int(proc.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return total + sum(_own_cpu(pid, children=True) for pid in postmasters)
+
+
 def percentile(samples: list[float], pct: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
@@ -73,13 +115,32 @@ async def drive(
     return latencies, time.perf_counter() - started, statuses
 
 
-def report(name: str, latencies: list[float], elapsed: float, statuses: dict[int, int]) -> None:
+async def measure(
+    name: str,
+    client: httpx.AsyncClient,
+    requests: Sequence[tuple[str, str, dict[str, object] | None]],
+    concurrency: int,
+    *,
+    server_pid: int,
+    data_dir: str,
+) -> None:
+    """Drive `requests` and report latency, throughput and CPU per request.
+
+    CPU is read from /proc: the server process (with its in-process job worker) and
+    the embedded PostgreSQL, so it is not skewed by other load on the machine.
+    """
+    server, pg = _own_cpu(server_pid), postgres_cpu(data_dir)
+    latencies, elapsed, statuses = await drive(client, requests, concurrency)
+    await asyncio.sleep(1)  # let the job worker finish the texts these requests queued
+    server, pg = _own_cpu(server_pid) - server, postgres_cpu(data_dir) - pg
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    n = len(latencies)
     print(
-        f"{name:<18} n={len(latencies):<5} p50={p50:6.1f} ms  p95={p95:6.1f} ms  "
-        f"max={max(latencies):6.1f} ms  {len(latencies) / elapsed:7.1f} req/s  statuses={statuses}  "
+        f"{name:<18} n={n:<5} p50={p50:6.1f} ms  p95={p95:6.1f} ms  "
+        f"max={max(latencies):6.1f} ms  {n / elapsed:7.1f} req/s  statuses={statuses}  "
         f"(seed target p95 < {SEED_TARGET_P95_MS} ms, aim < {AIM_P95_MS} ms: "
-        f"{'met' if p95 < AIM_P95_MS else 'seed target met' if p95 < SEED_TARGET_P95_MS else 'MISSED'})"
+        f"{'met' if p95 < AIM_P95_MS else 'seed target met' if p95 < SEED_TARGET_P95_MS else 'MISSED'})\n"
+        f"{'':<18} CPU per request: server {server / n * 1000:.1f} ms, PostgreSQL {pg / n * 1000:.1f} ms"
     )
 
 
@@ -130,7 +191,8 @@ async def run(n: int, concurrency: int, server_workers: int) -> None:
                     f"{os.cpu_count()} CPUs, server = {server_workers} uvicorn process(es) + embedded "
                     "PostgreSQL/Redis, load generator on the same machine"
                 )
-                report("availability", *await drive(client, avail, concurrency))
+                pids: dict[str, Any] = {"server_pid": proc.pid, "data_dir": data_dir}
+                await measure("availability", client, avail, concurrency, **pids)
                 slots = itertools.cycle(
                     [
                         (loc, d, t)
@@ -157,7 +219,7 @@ async def run(n: int, concurrency: int, server_workers: int) -> None:
                             },
                         )
                     )
-                report("booking creation", *await drive(client, bookings, concurrency))
+                await measure("booking creation", client, bookings, concurrency, **pids)
         finally:
             proc.terminate()
             try:

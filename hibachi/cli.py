@@ -78,9 +78,11 @@ def serve(
     settings, servers = _prepare(Settings())
     try:
         if workers > 1:
-            uvicorn.run("hibachi.asgi:app", host=host, port=port, workers=workers, log_level="info")
+            uvicorn.run(
+                "hibachi.asgi:app", host=host, port=port, workers=workers, log_level="info", access_log=False
+            )
         else:
-            uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+            uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
     finally:
         servers.stop()
 

@@ -26,7 +26,10 @@ from hibachi.embedded import resolve
 from hibachi.jobs import build_worker
 from hibachi.migrate import upgrade
 from hibachi.settings import Settings
-from telephony.fakes import FakeRingCentral, FakeTwilio
+from knowledge.embeddings import LocalMiniLM
+from knowledge.ingest import ingest
+from telephony.fakes import FakeOpenAI, FakeRingCentral, FakeTwilio
+from tests.knowledge_support import RecordingEmbedder
 
 PUBLIC_BASE_URL = "https://agent.test"
 RC_JWT = "test-ringcentral-jwt"
@@ -48,10 +51,17 @@ def fake_ringcentral() -> Iterator[FakeRingCentral]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """The local OpenAI-protocol server (chat completions with scripted tool calls, embeddings)."""
+    with FakeOpenAI() as fake:
+        yield fake
+
+
 @pytest.fixture(autouse=True)
 def reset_fakes(request: pytest.FixtureRequest) -> None:
     """Forget what the provider fakes recorded (only when the test uses them)."""
-    for name in ("fake_twilio", "fake_ringcentral"):
+    for name in ("fake_twilio", "fake_ringcentral", "fake_openai"):
         if name in request.fixturenames:
             request.getfixturevalue(name).reset()
 
@@ -181,3 +191,16 @@ def run_jobs(app_ctx: AppContext) -> Callable[[], Awaitable[None]]:
             await worker.close()
 
     return run
+
+
+@pytest.fixture(scope="session")
+def minilm_memo() -> dict[str, list[float]]:
+    """Vectors from the real local model, computed once per run (text -> vector)."""
+    return {}
+
+
+@pytest.fixture
+async def knowledge_base(app_ctx: AppContext, minilm_memo: dict[str, list[float]]) -> None:
+    """The bundled documents ingested (tables are emptied before every test)."""
+    async with unit_of_work(app_ctx.sessions) as session:
+        await ingest(session, embedder=RecordingEmbedder(LocalMiniLM(), minilm_memo))

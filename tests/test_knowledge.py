@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,44 +21,16 @@ from agent.tools.faq import faq_search
 from hibachi.context import AppContext
 from hibachi.db import unit_of_work
 from hibachi.settings import Settings
-from knowledge.embeddings import Embedder, Embeddings, LocalMiniLM, OpenAIEmbedder, build_embedder
+from knowledge.embeddings import Embedder, LocalMiniLM, OpenAIEmbedder, build_embedder
 from knowledge.evaluation import evaluate as evaluate_set
 from knowledge.evaluation import load_cases
 from knowledge.ingest import DEFAULT_DOCS, ensure_ingested, ingest, load_documents, split_document
 from knowledge.models import KnowledgeChunk
 from knowledge.retrieve import search, search_statement
 from telephony.fakes.openai_server import DEFAULT_API_KEY, FakeOpenAI, embed_text
+from tests.knowledge_support import RecordingEmbedder
 
 RECALL_AT_5_GATE = 0.9
-
-
-class RecordingEmbedder:
-    """A real embedder seen through a memo (text -> vector) that counts what it embeds."""
-
-    def __init__(self, inner: Embedder, memo: dict[str, list[float]]) -> None:
-        self.inner = inner
-        self.memo = memo
-        self.name = inner.name
-        self.model = inner.model
-        self.dimensions = inner.dimensions
-        self.calls = 0
-        self.texts: list[str] = []
-
-    async def embed(self, texts: list[str]) -> Embeddings:
-        self.calls += 1
-        self.texts.extend(texts)
-        missing = [t for t in dict.fromkeys(texts) if t not in self.memo]
-        tokens = 0
-        if missing:
-            fresh = await self.inner.embed(missing)
-            tokens = fresh.tokens
-            self.memo.update(zip(missing, fresh, strict=True))
-        return Embeddings([self.memo[t] for t in texts], tokens=tokens)
-
-
-@pytest.fixture(scope="session")
-def minilm_memo() -> dict[str, list[float]]:
-    return {}
 
 
 @pytest.fixture
@@ -307,12 +278,6 @@ async def test_hybrid_search_can_use_the_hnsw_and_gin_indexes(
     # The OR-query is folded to a constant at plan time, so the GIN index can serve it.
     assert "tsv @@ '''much'' | ''lobster'' | ''upgrad'''::tsquery" in plan
     assert "ix_knowledge_chunks_tsv" in text_plan
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
 
 
 async def test_openai_embedder_speaks_the_real_sdk_and_switching_provider_re_embeds(

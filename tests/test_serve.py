@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +19,8 @@ from schemathesis.checks import not_a_server_error
 from hibachi.app import create_app
 from hibachi.settings import Settings
 from tests.live_server import LiveServer, live_server
+
+HIBACHI = Path(sys.executable).parent / "hibachi"
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +91,66 @@ def test_no_operation_answers_5xx_to_generated_input(
         headers={"Authorization": f"Bearer {server.admin_key}"},
         checks=[not_a_server_error],
     )
+
+
+def test_hibachi_sms_posts_a_signed_text_and_prints_the_reply(server: LiveServer) -> None:
+    day = date.today() + timedelta(days=11)
+    result = subprocess.run(
+        [
+            *(str(HIBACHI), "sms", "--from", "(408) 555-0150", "--to", "+14085550199"),
+            *("--url", server.base_url, f"what's open on {day:%B} {day.day}?"),
+        ],
+        env={**os.environ, "PUBLIC_BASE_URL": server.base_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "6 pm" in result.stdout
+
+
+def test_hibachi_sms_reports_a_refused_signature(server: LiveServer) -> None:
+    result = subprocess.run(
+        [
+            str(HIBACHI),
+            "sms",
+            "--from",
+            "+14085550150",
+            "--to",
+            "+14085550199",
+            "--url",
+            server.base_url,
+            "hi",
+        ],
+        env={**os.environ, "PUBLIC_BASE_URL": "https://somewhere-else.test"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "403" in result.stderr
+
+
+def test_hibachi_chat_completes_a_booking_with_no_keys(tmp_path_factory: pytest.TempPathFactory) -> None:
+    data_dir = tmp_path_factory.mktemp("chat")
+    data_dir.chmod(0o755)
+    day = date.today() + timedelta(days=12)
+    lines = [f"what's open on {day:%B} {day.day}?", "6pm for 15 adults", "Jane Roe", "yes"]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY")}
+    result = subprocess.run(
+        [str(HIBACHI), "chat", "--phone", "+14085550151"],
+        input="\n".join(lines) + "\n",
+        env={**env, "HIBACHI_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    replies = [line for line in result.stdout.splitlines() if "agent> " in line]
+    assert len(replies) == 4
+    assert "Shall I book it?" in replies[2]
+    assert "booking code is" in replies[3]
+    assert "deposit" in replies[3]

@@ -80,14 +80,32 @@ async def audit(
     """Append one audit line (who, what, before/after) in the caller's transaction."""
     session.add(
         AuditEntry(
-            actor=actor,
-            action=action,
-            entity=entity,
-            entity_id=str(entity_id),
-            before=before,
-            after=after,
+            **audit_values(
+                actor=actor, action=action, entity=entity, entity_id=entity_id, before=before, after=after
+            )
         )
     )
+
+
+def audit_values(
+    *,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: object,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The column values of one audit line, for writers that insert it with other rows."""
+    return {
+        "id": uuid.uuid4(),
+        "actor": actor,
+        "action": action,
+        "entity": entity,
+        "entity_id": str(entity_id),
+        "before": before,
+        "after": after,
+    }
 
 
 async def list_audit(

@@ -25,6 +25,7 @@ from booking_tools.bookings.schemas import (
     SlotOut,
     dollars,
 )
+from booking_tools.bookings.service import snapshot
 from booking_tools.deposits import service as deposits
 from booking_tools.deposits.models import Deposit
 from booking_tools.locations.service import get_location
@@ -79,17 +80,6 @@ def booking_view(booking: Booking, deposit: Deposit | None) -> BookingOut:
         cancelled_at=booking.cancelled_at,
         cancel_reason=booking.cancel_reason,
     )
-
-
-def snapshot(booking: Booking) -> dict[str, object]:
-    return {
-        "status": booking.status.value,
-        "event_date": booking.event_date.isoformat(),
-        "start_time": booking.start_time.strftime("%H:%M"),
-        "adults": booking.adults,
-        "children": booking.children,
-        "points_redeemed": booking.points_redeemed,
-    }
 
 
 @router.get("/availability", response_model=AvailabilityOut, tags=["availability"])
@@ -159,21 +149,17 @@ async def create_booking(
     idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
 ) -> BookingOut:
     """Hold a slot (409 `SlotUnavailable` when full), open the $100 deposit and text its link."""
-    booking, created = await service.create_booking(
-        session, booking_in=data, payments=ctx.extras["payments"], now=now, idempotency_key=idempotency_key
+    new = await service.create_booking_with_deposit(
+        session,
+        booking_in=data,
+        payments=ctx.extras["payments"],
+        now=now,
+        idempotency_key=idempotency_key,
+        actor=who.actor,  # audited with the booking
     )
-    if created:
-        await audit(
-            session,
-            actor=who.actor,
-            action="booking.create",
-            entity="booking",
-            entity_id=booking.id,
-            after=snapshot(booking),
-        )
-    else:
+    if not new.created:
         response.status_code = 200
-    return await booking_out(session, booking)
+    return booking_view(new.booking, new.deposit)
 
 
 @router.get("/bookings", response_model=BookingList)

@@ -13,13 +13,18 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
+from booking_tools.admin.service import audit_values
 from booking_tools.bookings import pricing, rules
+from booking_tools.bookings import statements as sql
 from booking_tools.bookings.errors import (
     BookingNotFound,
     BookingRuleViolation,
@@ -30,16 +35,18 @@ from booking_tools.bookings.errors import (
 from booking_tools.bookings.models import HOLDS_SLOT, Booking, BookingStatus
 from booking_tools.bookings.notify import text_customer
 from booking_tools.bookings.schemas import BookingCreate
-from booking_tools.customers.phone import to_e164
-from booking_tools.customers.service import find_customer, get_or_create_customer
+from booking_tools.customers.models import Customer
+from booking_tools.customers.phone import InvalidPhone, to_e164
+from booking_tools.customers.service import find_customer
 from booking_tools.deposits import service as deposits
-from booking_tools.deposits.models import DepositStatus
+from booking_tools.deposits.models import Deposit, DepositStatus
 from booking_tools.deposits.providers import PaymentProvider
 from booking_tools.locations.models import Location
 from booking_tools.locations.service import get_location
 from booking_tools.loyalty import service as loyalty
 from booking_tools.messaging import templates
 from booking_tools.waitlist import service as waitlist
+from hibachi.db import attach_as_loaded
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -79,10 +86,14 @@ def quote_of(booking: Booking) -> pricing.Quote:
     )
 
 
+def slot_lock_key(location_id: uuid.UUID, day: date, at: time) -> int:
+    digest = hashlib.blake2b(f"{location_id}|{day}|{at}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 async def lock_slot(session: AsyncSession, *, location_id: uuid.UUID, day: date, at: time) -> None:
     """Serialise writers of one slot until the transaction ends."""
-    digest = hashlib.blake2b(f"{location_id}|{day}|{at}".encode(), digest_size=8).digest()
-    await session.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))
+    await session.execute(sql.SLOT_LOCK, {"key": slot_lock_key(location_id, day, at)})
 
 
 async def held_counts(
@@ -204,7 +215,39 @@ async def _take_place(
     await lock_slot(session, location_id=location.id, day=day, at=at)
     held = await held_counts(session, location_id=location.id, first=day, last=day)
     if held[(day, at)] >= location.chefs:
-        raise SlotUnavailable(f"{location.name} is fully booked on {day:%a %b} {day.day} at {at:%H:%M}")
+        raise SlotUnavailable(_full(location, day, at))
+
+
+def _full(location: Location, day: date, at: time) -> str:
+    return f"{location.name} is fully booked on {day:%a %b} {day.day} at {at:%H:%M}"
+
+
+def _location_of(session: AsyncSession, row: Row[Any]) -> Location:
+    """The row's location: the session's copy if it has one (locations don't change)."""
+    known = session.identity_map.get(identity_key(Location, row.location_id))
+    if isinstance(known, Location):
+        return known
+    return attach_as_loaded(
+        session, Location(**{c.key: getattr(row, f"location_{c.key}") for c in sql.locations.c})
+    )
+
+
+def _customer_of(session: AsyncSession, row: Row[Any]) -> Customer:
+    """The upserted customer as a persistent object (refreshing the session's copy, if any)."""
+    values = {c.key: getattr(row, c.key) for c in sql.customers.c}
+    known = session.identity_map.get(identity_key(Customer, row.id))
+    if isinstance(known, Customer):
+        for key, value in values.items():
+            set_committed_value(known, key, value)
+        return known
+    return attach_as_loaded(session, Customer(**values))
+
+
+@dataclass(frozen=True, slots=True)
+class NewBooking:
+    booking: Booking
+    deposit: Deposit | None  # the live deposit (None only if a replayed booking has none left)
+    created: bool  # False when an idempotency key replayed an earlier booking
 
 
 async def create_booking(
@@ -214,54 +257,142 @@ async def create_booking(
     payments: PaymentProvider,
     now: datetime,
     idempotency_key: str | None = None,
+    actor: str | None = None,
 ) -> tuple[Booking, bool]:
     """Hold a place, open the deposit and text its link. Returns (booking, created)."""
-    if idempotency_key:
-        existing = await session.scalar(select(Booking.id).where(Booking.idempotency_key == idempotency_key))
-        if existing is not None:
-            return await load_booking(session, booking_id=existing), False
-    location = await get_location(session, slug=booking_in.location)
-    party = booking_in.party()
-    problem = pricing.party_problem(party)
-    if problem:
-        raise BookingRuleViolation(problem)
-    customer = await get_or_create_customer(
-        session, phone=booking_in.customer_phone, name=booking_in.customer_name
+    new = await create_booking_with_deposit(
+        session,
+        booking_in=booking_in,
+        payments=payments,
+        now=now,
+        idempotency_key=idempotency_key,
+        actor=actor,
     )
+    return new.booking, new.created
+
+
+async def create_booking_with_deposit(
+    session: AsyncSession,
+    *,
+    booking_in: BookingCreate,
+    payments: PaymentProvider,
+    now: datetime,
+    idempotency_key: str | None = None,
+    actor: str | None = None,
+) -> NewBooking:
+    """Hold a place, open the deposit and text its link; also returns the deposit.
+
+    With `actor`, the `booking.create` audit line is written with the deposit. The
+    writes are pre-built Core statements (see `statements.py`): four round trips for
+    an ordinary booking. The booking and deposit are attached to the session as if
+    loaded, so later changes to them in the transaction are flushed as usual.
+    """
+    if idempotency_key:
+        existing = await session.scalar(sql.IDEMPOTENT_REPLAY, {"key": idempotency_key})
+        if existing is not None:
+            booking = await load_booking(session, booking_id=existing)
+            return NewBooking(booking, await deposits.live_deposit(session, booking_id=booking.id), False)
+    party = booking_in.party()
+    try:
+        phone = to_e164(booking_in.customer_phone)
+    except InvalidPhone:
+        phone = None
+    problem = pricing.party_problem(party)
+    if problem or phone is None:
+        await get_location(session, slug=booking_in.location)  # an unknown location is reported first
+        if problem:
+            raise BookingRuleViolation(problem)
+        to_e164(booking_in.customer_phone)  # raises InvalidPhone
+    conn = await session.connection()
+    row = (
+        await conn.execute(
+            sql.CUSTOMER_AND_LOCATION,
+            {
+                "customer_id": uuid.uuid4(),
+                "phone": phone,
+                "name": booking_in.customer_name,
+                "slug": booking_in.location,
+            },
+        )
+    ).one()
+    if row.location_id is None:
+        await get_location(session, slug=booking_in.location)  # raises LocationNotFound
+    location, customer = _location_of(session, row), _customer_of(session, row)
     if booking_in.referrer_phone:
         await loyalty.record_referral(session, customer=customer, referrer_phone=booking_in.referrer_phone)
-    await _take_place(
-        session, location=location, day=booking_in.event_date, at=booking_in.start_time, now=now
+    day, at = booking_in.event_date, booking_in.start_time
+    problem = rules.slot_problem(location.timezone, day, at, now=now)
+    if problem:
+        raise BookingRuleViolation(problem)
+    await conn.execute(sql.SLOT_LOCK, {"key": slot_lock_key(location.id, day, at)})
+    food = pricing.food_subtotal(party)
+    referral_discount = await loyalty.first_event_referral_discount(
+        session, customer=customer, food_subtotal_cents=food
     )
-    booking = Booking(
-        code=new_code(),
-        location_id=location.id,
-        customer_id=customer.id,
-        customer_name=booking_in.customer_name.strip(),
-        event_date=booking_in.event_date,
-        start_time=booking_in.start_time,
-        adults=party.adults,
-        children=party.children,
-        toddlers=party.toddlers,
-        filet_upgrades=party.filet_upgrades,
-        lobster_upgrades=party.lobster_upgrades,
-        travel_miles=booking_in.travel_miles,
-        address=booking_in.address,
-        notes=booking_in.notes,
-        food_subtotal_cents=pricing.food_subtotal(party),
-        referral_discount_cents=await loyalty.first_event_referral_discount(
-            session, customer=customer, food_subtotal_cents=pricing.food_subtotal(party)
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "code": new_code(),
+        "location_id": location.id,
+        "customer_id": customer.id,
+        "customer_name": booking_in.customer_name.strip(),
+        "event_date": day,
+        "start_time": at,
+        "adults": party.adults,
+        "children": party.children,
+        "toddlers": party.toddlers,
+        "filet_upgrades": party.filet_upgrades,
+        "lobster_upgrades": party.lobster_upgrades,
+        "travel_miles": booking_in.travel_miles,
+        "address": booking_in.address,
+        "notes": booking_in.notes,
+        "status": BookingStatus.pending_deposit,
+        "food_subtotal_cents": food,
+        "discount_cents": 0,
+        "points_redeemed": 0,
+        "referral_discount_cents": referral_discount,
+        "reschedule_count": 0,
+        "idempotency_key": idempotency_key,
+        "cancelled_at": None,
+        "cancel_reason": None,
+        "confirmed_at": None,
+        "completed_at": None,
+    }
+    created_at = (
+        await conn.execute(sql.INSERT_BOOKING_IF_ROOM, {**values, "capacity": location.chefs})
+    ).scalar()
+    if created_at is None:
+        raise SlotUnavailable(_full(location, day, at))
+    booking = attach_as_loaded(session, Booking(**values, created_at=created_at))
+    set_committed_value(booking, "location", location)
+    set_committed_value(booking, "customer", customer)
+    deposit = await deposits.open_first_deposit(
+        session,
+        booking=booking,
+        payments=payments,
+        now=now,
+        audit_line=None
+        if actor is None
+        else audit_values(
+            actor=actor,
+            action="booking.create",
+            entity="booking",
+            entity_id=booking.id,
+            after=snapshot(booking),
         ),
-        idempotency_key=idempotency_key,
     )
-    booking.location, booking.customer = location, customer
-    session.add(booking)
-    await session.flush()
-    deposit, _ = await deposits.open_deposit(
-        session, booking=booking, payments=payments, now=now, new_booking=True
-    )
-    await deposits.send_deposit_link(session, booking=booking, deposit=deposit)
-    return booking, True
+    return NewBooking(booking, deposit, True)
+
+
+def snapshot(booking: Booking) -> dict[str, object]:
+    """The audited fields of a booking."""
+    return {
+        "status": booking.status.value,
+        "event_date": booking.event_date.isoformat(),
+        "start_time": booking.start_time.strftime("%H:%M"),
+        "adults": booking.adults,
+        "children": booking.children,
+        "points_redeemed": booking.points_redeemed,
+    }
 
 
 async def reschedule_booking(

@@ -5,16 +5,21 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from booking_tools.bookings import statements as sql
 from booking_tools.bookings.models import Booking, BookingStatus
 from booking_tools.bookings.notify import text_customer
 from booking_tools.bookings.pricing import DEPOSIT_CENTS
 from booking_tools.deposits.models import Deposit, DepositStatus
 from booking_tools.deposits.providers import PaymentProvider
 from booking_tools.messaging import templates
+from booking_tools.messaging.models import MessageKind, MessageStatus
+from booking_tools.messaging.service import SEND_JOB, blocked_reason
+from hibachi.db import attach_as_loaded, enqueue_after_commit
 from hibachi.errors import Conflict, NotFound
 
 DEPOSIT_TTL = timedelta(hours=24)
@@ -87,6 +92,72 @@ async def open_deposit(
     session.add(deposit)
     await session.flush()
     return deposit, True
+
+
+async def open_first_deposit(
+    session: AsyncSession,
+    *,
+    booking: Booking,
+    payments: PaymentProvider,
+    now: datetime,
+    audit_line: dict[str, Any] | None = None,
+) -> Deposit:
+    """Open the deposit of a booking inserted in this transaction and queue its link text.
+
+    What `open_deposit(new_booking=True)` + `send_deposit_link` do, in one statement
+    (with `audit_line`, the booking's audit line too). `booking.location` and
+    `booking.customer` must be loaded.
+    """
+    token = secrets.token_urlsafe(24)
+    expires_at = now + DEPOSIT_TTL
+    checkout = await payments.create_checkout(
+        token=token,
+        amount_cents=DEPOSIT_CENTS,
+        description=f"My Hibachi deposit, booking {booking.code}",
+        expires_at=expires_at,
+    )
+    deposit_values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "booking_id": booking.id,
+        "amount_cents": DEPOSIT_CENTS,
+        "status": DepositStatus.pending,
+        "provider": payments.name,
+        "provider_ref": checkout.provider_ref,
+        "token": token,
+        "payment_url": checkout.url,
+        "expires_at": expires_at,
+        "paid_at": None,
+        "closed_at": None,
+    }
+    customer, location = booking.customer, booking.location
+    blocked = blocked_reason(customer, MessageKind.transactional)
+    message_values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "customer_id": customer.id,
+        "to_phone": customer.phone,
+        "from_phone": location.agent_phone,
+        "provider": location.sms_provider,
+        "kind": MessageKind.transactional,
+        "template": "deposit_link",
+        "body": templates.deposit_link(
+            code=booking.code, event_date=booking.event_date, start_time=booking.start_time, url=checkout.url
+        ),
+        "status": MessageStatus.blocked if blocked else MessageStatus.queued,
+        "error": blocked,
+        "dedupe_key": f"deposit_link:{deposit_values['id']}",
+        "attempts": 0,
+    }
+    params = {f"deposit_{k}": v for k, v in deposit_values.items()}
+    params |= {f"message_{k}": v for k, v in message_values.items()}
+    if audit_line is not None:
+        params |= {f"audit_{k}": v for k, v in audit_line.items()}
+    stmt = sql.INSERT_DEPOSIT_AND_TEXT if audit_line is None else sql.INSERT_DEPOSIT_TEXT_AND_AUDIT
+    created_at, texted = (await (await session.connection()).execute(stmt, params)).one()
+    deposit = attach_as_loaded(session, Deposit(**deposit_values, created_at=created_at))
+    if texted and not blocked:
+        message_id = str(message_values["id"])
+        enqueue_after_commit(session, SEND_JOB, message_id, job_id=f"text:{message_id}")
+    return deposit
 
 
 async def send_deposit_link(session: AsyncSession, *, booking: Booking, deposit: Deposit) -> None:
