@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
     # Whole-turn budget for LLM brains (all tool rounds) before falling back.
     hibachi_llm_turn_timeout: float = 12.0
     hibachi_embedding_model: str = "text-embedding-3-small"
+    # Who scores each customer turn's sentiment: "vader" (offline) or "llm" (needs OPENAI_API_KEY).
+    hibachi_sentiment: Literal["vader", "llm"] = "vader"
+    hibachi_sentiment_model: str = "gpt-4.1-nano"
     # How long the SMS webhook waits for the agent to answer in TwiML before replying by REST instead.
     hibachi_sms_reply_wait_seconds: float = 10.0
     # JSON file overriding the cost meter's price table (see agent/cost.py).
