@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -37,7 +36,7 @@ from booking_tools.waitlist.router import router as waitlist_router
 from hibachi.context import AppContext, build_context
 from hibachi.db import unit_of_work
 from hibachi.errors import DomainError
-from hibachi.jobs import build_worker
+from hibachi.jobs import worker_running
 from hibachi.settings import Settings
 from knowledge.embeddings import build_embedder
 from knowledge.ingest import ensure_ingested
@@ -162,19 +161,10 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
             return
         ctx = await start(settings)
         app.state.ctx = ctx
-        worker_task: asyncio.Task[None] | None = None
-        worker = None
-        if settings.hibachi_run_worker:
-            worker = build_worker(ctx)
-            worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
         try:
-            yield
+            async with worker_running(ctx) if settings.hibachi_run_worker else contextlib.nullcontext():
+                yield
         finally:
-            if worker is not None and worker_task is not None:
-                worker_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker_task
-                await worker.close()
             await ctx.extras["engine"].close()
             await ctx.close()
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,6 +28,16 @@ def _exit_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def _run(main: Coroutine[Any, Any, None], servers: EmbeddedServers) -> None:
+    """Run `main` to the end (Ctrl-C ends it quietly), then stop the embedded servers."""
+    try:
+        asyncio.run(main)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        servers.stop()
 
 
 def _prepare(settings: Settings) -> tuple[Settings, EmbeddedServers]:
@@ -106,12 +116,7 @@ def worker() -> None:
             await job_worker.close()
             await ctx.close()
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
-    finally:
-        servers.stop()
+    _run(run(), servers)
 
 
 @app.command()
@@ -159,7 +164,7 @@ def chat(
     from booking_tools.customers.phone import to_e164
     from booking_tools.locations.service import list_locations
     from hibachi.app import start
-    from hibachi.jobs import build_worker
+    from hibachi.jobs import worker_running
 
     logging.basicConfig(level=logging.WARNING)
     settings, servers = _prepare(Settings())
@@ -167,39 +172,31 @@ def chat(
 
     async def run() -> None:
         ctx = await start(settings)
-        worker = build_worker(ctx)
-        worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
         engine: ConversationEngine = ctx.extras["engine"]
         try:
             async with ctx.sessions() as session:
                 agent_phone = to_e164(to) if to else (await list_locations(session))[0].agent_phone
             typer.echo(f"Texting {agent_phone} as {customer}. Ctrl-D to quit.")
-            while True:
-                try:
-                    line = await asyncio.to_thread(input, "you> ")
-                except EOFError:
-                    break
-                if not line.strip():
-                    continue
-                accepted = await engine.accept_text(
-                    InboundText(provider="cli", customer_phone=customer, agent_phone=agent_phone, text=line)
-                )
-                for reply in await engine.drain(accepted.conversation_id):
-                    typer.echo(f"agent> {reply.text}")
+            async with worker_running(ctx):
+                while True:
+                    try:
+                        line = await asyncio.to_thread(input, "you> ")
+                    except EOFError:
+                        break
+                    if not line.strip():
+                        continue
+                    accepted = await engine.accept_text(
+                        InboundText(
+                            provider="cli", customer_phone=customer, agent_phone=agent_phone, text=line
+                        )
+                    )
+                    for reply in await engine.drain(accepted.conversation_id):
+                        typer.echo(f"agent> {reply.text}")
         finally:
-            worker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker_task
-            await worker.close()
             await engine.close()
             await ctx.close()
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
-    finally:
-        servers.stop()
+    _run(run(), servers)
 
 
 @app.command()

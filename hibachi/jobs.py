@@ -3,6 +3,9 @@ mode) or alone as `hibachi worker` for scale-out."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from arq import cron
@@ -59,3 +62,17 @@ def build_worker(app: AppContext, *, burst: bool = False, handle_signals: bool =
         max_tries=6,
         keep_result=60,
     )
+
+
+@contextlib.asynccontextmanager
+async def worker_running(app: AppContext) -> AsyncIterator[None]:
+    """Run the job worker in this process for the duration of the block."""
+    worker = build_worker(app)
+    task = asyncio.create_task(worker.async_run(), name="arq-worker")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
