@@ -118,6 +118,7 @@ class ConversationEngine:
         prices: PriceTable | None = None,
         clock: Callable[[], datetime] = utcnow,
         turn_timeout: float = 30.0,
+        scorer: sentiment.SentimentScorer | None = None,
     ) -> None:
         self.app = app
         self.brain = brain
@@ -125,6 +126,7 @@ class ConversationEngine:
         self.prices = prices or PriceTable()
         self.clock = clock
         self.turn_timeout = turn_timeout
+        self.scorer = scorer or sentiment.VaderScorer()
         self._waiters: dict[int, ReplyWaiter] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -161,7 +163,7 @@ class ConversationEngine:
             conversation.last_activity_at = now
             await session.flush()
             if inbound.provider != "cli":
-                self._charge(
+                self.charge(
                     session,
                     conversation.id,
                     message.id,
@@ -284,10 +286,11 @@ class ConversationEngine:
         async with self.app.sessions() as session:
             location = await location_for_agent_phone(session, phone=conversation.agent_phone)
             customer = await find_customer(session, phone=conversation.customer_phone)
-            history = await self._history(session, conversation.id, before=message.id)
-            earlier_scores = await self._earlier_sentiments(session, conversation.id, before=message.id)
+            history = await self.history(session, conversation.id, before=message.id)
+            earlier_scores = await self.earlier_sentiments(session, conversation.id, before=message.id)
         assert location is not None  # accepted messages always have a known agent number
-        score = sentiment.score(message.text)
+        scored = await self.scorer.score(message.text)
+        score = scored.value
 
         if keyword is not None:
             outcome = await self._keyword_turn(keyword, conversation, location, now)
@@ -305,6 +308,8 @@ class ConversationEngine:
                 location=location,
                 now=now,
             )
+        if scored.usage is not None:
+            outcome.usages.append(scored.usage)
         return await self._record(conversation, message, outcome, score=score, location=location, now=now)
 
     async def _keyword_turn(
@@ -440,7 +445,7 @@ class ConversationEngine:
                 await session.flush()
                 reply_id = reply.id
                 if delivery in ("twiml", "rest"):
-                    self._charge(
+                    self.charge(
                         session,
                         conversation.id,
                         reply_id,
@@ -449,15 +454,15 @@ class ConversationEngine:
                         ),
                     )
             for call in outcome.calls:
-                session.add(_tool_call_row(conversation.id, reply_id, call))
+                session.add(tool_call_row(conversation.id, reply_id, call))
                 tokens = call.result.data.get("embedding_tokens")
                 if isinstance(tokens, int) and tokens:
                     model = str(call.result.data.get("embedding_model") or "local")
-                    self._charge(
+                    self.charge(
                         session, conversation.id, reply_id, self.prices.embedding(model=model, tokens=tokens)
                     )
             for usage in outcome.usages:
-                self._charge(
+                self.charge(
                     session,
                     conversation.id,
                     reply_id,
@@ -501,7 +506,7 @@ class ConversationEngine:
         )
         return "rest", None, outbound.id
 
-    async def _history(
+    async def history(
         self, session: AsyncSession, conversation_id: uuid.UUID, *, before: int
     ) -> list[ChatTurn]:
         rows = await session.execute(
@@ -512,7 +517,7 @@ class ConversationEngine:
         )
         return [ChatTurn(role=role, text=body) for role, body in reversed(rows.all())]
 
-    async def _earlier_sentiments(
+    async def earlier_sentiments(
         self, session: AsyncSession, conversation_id: uuid.UUID, *, before: int
     ) -> list[float]:
         rows = await session.scalars(
@@ -529,7 +534,7 @@ class ConversationEngine:
         return [float(s) for s in reversed(rows.all()) if s is not None]
 
     @staticmethod
-    def _charge(
+    def charge(
         session: AsyncSession, conversation_id: uuid.UUID, message_id: int | None, charge: Charge
     ) -> None:
         session.add(
@@ -547,7 +552,7 @@ class ConversationEngine:
         )
 
 
-def _tool_call_row(conversation_id: uuid.UUID, message_id: int | None, call: ToolCallRecord) -> ToolCall:
+def tool_call_row(conversation_id: uuid.UUID, message_id: int | None, call: ToolCallRecord) -> ToolCall:
     result = call.result
     return ToolCall(
         conversation_id=conversation_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from agent.brain import Brain
 from agent.cost import PriceTable
 from agent.engine import ConversationEngine
+from agent.sentiment import build_scorer
 from hibachi.context import AppContext
 
 
@@ -25,4 +26,5 @@ def build_engine(app: AppContext, *, brain: Brain | None = None) -> Conversation
         tools=ALL_TOOLS,
         prices=PriceTable.load(app.settings.hibachi_price_table),
         turn_timeout=app.settings.hibachi_llm_turn_timeout + 5,
+        scorer=build_scorer(app.settings),
     )

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.router import router as conversations_router
 from agent.runtime import build_engine
+from agent.speech.factory import build_stt, build_tts
 from booking_tools.admin.models import Role
 from booking_tools.admin.router import router as admin_router
 from booking_tools.admin.service import ensure_api_key
@@ -41,8 +42,10 @@ from hibachi.settings import Settings
 from knowledge.embeddings import build_embedder
 from knowledge.ingest import ensure_ingested
 from telephony.ringcentral.webhook import router as ringcentral_router
+from telephony.twilio.media import router as twilio_media_router
 from telephony.twilio.sms import router as twilio_sms_router
 from telephony.twilio.status import router as twilio_status_router
+from telephony.twilio.voice import router as twilio_voice_router
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,8 @@ async def start(settings: Settings) -> AppContext:
     ctx.extras["embedder"] = build_embedder(settings)
     await ensure_ingested(ctx)
     ctx.extras["engine"] = build_engine(ctx)
+    ctx.extras["stt"] = build_stt(settings)
+    ctx.extras["tts"] = build_tts(settings)
     if settings.hibachi_admin_api_key:
         async with unit_of_work(ctx.sessions) as session:
             await ensure_api_key(
@@ -219,6 +224,8 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
         stripe_router,
         twilio_status_router,
         twilio_sms_router,
+        twilio_voice_router,
+        twilio_media_router,
         ringcentral_router,
         conversations_router,
     ):

@@ -227,5 +227,37 @@ def sms(
         typer.echo("(no reply in the webhook response; the agent will answer by text)")
 
 
+@app.command()
+def call(
+    from_: Annotated[str, typer.Option("--from", help="the caller's number")],
+    to: Annotated[str, typer.Option(help="the agent number called (the location's line)")],
+    say: Annotated[list[str], typer.Option(help="what the caller says, one turn each; repeat")],
+    url: Annotated[str, typer.Option(help="where the server listens")] = "http://127.0.0.1:8000",
+) -> None:
+    """Place a simulated call (Twilio webhook + Media Streams, synthesised caller audio) and print it."""
+    from telephony.twilio.call_cli import place_call
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = Settings()
+    turns = asyncio.run(
+        place_call(
+            server_url=url,
+            public_base_url=settings.public_base_url,
+            auth_token=settings.twilio_auth_token,
+            account_sid=settings.twilio_account_sid,
+            from_phone=from_,
+            to_phone=to,
+            lines=say,
+            echo=typer.echo,
+        )
+    )
+    latencies = sorted(t.latency_ms for t in turns if t.latency_ms is not None)
+    if latencies:
+        typer.echo(
+            f"turns: {len(turns)}; speech end -> first agent audio: "
+            f"median {latencies[len(latencies) // 2]:.0f} ms, max {latencies[-1]:.0f} ms"
+        )
+
+
 if __name__ == "__main__":
     app()

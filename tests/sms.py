@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agent.brain import BrainEvent, BrainRequest, TextDelta
 from agent.models import Conversation, Message
+from agent.tools.base import ToolBox
 from hibachi.settings import Settings
 from telephony.twilio.client_sim import sms_webhook_form, twiml_messages
 from telephony.twilio.signature import SIGNATURE_HEADER, sign
@@ -93,3 +98,19 @@ async def transcript(db: async_sessionmaker[AsyncSession], phone: str = CUSTOMER
             .order_by(Message.id)
         )
         return [(role.value, body) for role, body in rows.all()]
+
+
+class EchoBrain:
+    """A stand-in brain that answers "echo: <text>" after `delay` seconds (engine tests)."""
+
+    name = "echo"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.turns: list[tuple[str, float, float]] = []  # (text, started, finished)
+
+    async def respond(self, request: BrainRequest, tools: ToolBox) -> AsyncIterator[BrainEvent]:
+        started = time.monotonic()
+        await asyncio.sleep(self.delay)
+        self.turns.append((request.text, started, time.monotonic()))
+        yield TextDelta(f"echo: {request.text}")

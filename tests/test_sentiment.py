@@ -5,12 +5,18 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent.brains.llm import build_client
+from agent.engine import ConversationEngine, InboundText
+from agent.models import CostKind, CostLine, Message
 from agent.sentiment import LLMScorer, VaderScorer, build_scorer, score, sharp_negative_trend
+from hibachi.context import AppContext
 from hibachi.settings import Settings
 from telephony.fakes import FakeOpenAI
 from telephony.fakes.openai_server import DEFAULT_API_KEY, Fail, Reply, Stall
+from tests.sms import BAY_AREA_AGENT, CUSTOMER, EchoBrain
 
 
 @pytest.mark.parametrize(
@@ -76,3 +82,23 @@ async def test_a_failing_or_slow_model_falls_back_to_vader(
     assert time.perf_counter() - started < 1.5
     assert scored.scorer == "vader"
     assert scored.value == pytest.approx(score("this is terrible, I am furious"))
+
+
+async def test_engine_stores_the_models_score_and_charges_its_tokens(
+    app_ctx: AppContext, db: async_sessionmaker[AsyncSession], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(Reply(text="-0.8", prompt_tokens=50, completion_tokens=2))
+    engine = ConversationEngine(
+        app_ctx, brain=EchoBrain(), tools=(), scorer=build_scorer(llm_settings(fake_openai))
+    )
+    accepted = await engine.accept_text(
+        InboundText(provider="cli", customer_phone=CUSTOMER, agent_phone=BAY_AREA_AGENT, text="meh")
+    )
+    await engine.drain(accepted.conversation_id)
+
+    async with db() as session:
+        message = await session.get_one(Message, accepted.message_id)
+        [line] = await session.scalars(select(CostLine).where(CostLine.kind == CostKind.llm))
+    assert message.sentiment == pytest.approx(-0.8)  # VADER would have said 0 for "meh"
+    assert line.item.startswith("gpt-4.1-nano")
+    assert (line.prompt_tokens, line.completion_tokens) == (50, 2)

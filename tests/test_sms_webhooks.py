@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -13,10 +12,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agent.brain import BrainEvent, BrainRequest, TextDelta
 from agent.engine import ConversationEngine
 from agent.models import Conversation, CostKind, CostLine, Message
-from agent.tools.base import ToolBox
 from booking_tools.customers.models import Customer
 from hibachi.context import AppContext
 from hibachi.settings import Settings
@@ -26,6 +23,7 @@ from tests.sms import (
     BAY_AREA_AGENT,
     CUSTOMER,
     SMS_URL,
+    EchoBrain,
     post_ringcentral,
     post_twilio,
     ringcentral_sms_event,
@@ -35,22 +33,6 @@ from tests.sms import (
 )
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-class EchoBrain:
-    """A stand-in brain that answers "echo: <text>" after `delay` seconds (engine tests)."""
-
-    name = "echo"
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.turns: list[tuple[str, float, float]] = []  # (text, started, finished)
-
-    async def respond(self, request: BrainRequest, tools: ToolBox) -> AsyncIterator[BrainEvent]:
-        started = time.monotonic()
-        await asyncio.sleep(self.delay)
-        self.turns.append((request.text, started, time.monotonic()))
-        yield TextDelta(f"echo: {request.text}")
 
 
 @pytest.fixture

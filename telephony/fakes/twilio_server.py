@@ -1,4 +1,4 @@
-"""A local Twilio REST server: the Messages resource of API 2010-04-01, on the wire.
+"""A local Twilio REST server: the Messages and Calls resources of API 2010-04-01, on the wire.
 
 Speaks what the `twilio` SDK sends and reads (protocols.md sections 1.6 and 2.2):
 form-encoded `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` with HTTP Basic
@@ -7,6 +7,11 @@ error body `{"code", "message", "more_info", "status"}` on failure. Error codes 
 20003 (auth), 20404 (not found), 21211 (invalid To), 21602/21603/21604 (missing
 Body/From/To), 21606 (From not an SMS number of the account), 21610 (unsubscribed
 recipient), 21617 (body over 1600 chars), 20429/20500/20503 (throttled, server errors).
+
+Calls: `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` updates a live call
+(form keys `Twiml`, `Url`, `Method`, `Status`; section 1.6) and answers 200 with Call
+JSON. Any CallSid is taken as live until it is completed (`Status=completed`) or
+`end_call()` is called; after that an update fails like Twilio's 21220.
 """
 
 from __future__ import annotations
@@ -57,7 +62,11 @@ ERROR_MESSAGES: dict[int, str] = {
     21610: "Attempt to send to unsubscribed recipient",
     21614: "'To' number is not a valid mobile number",
     21617: "The concatenated message body exceeds the 1600 character limit.",
+    21220: "Call is not in-progress. Cannot redirect.",
+    21218: "Invalid Status for update: {update_status}",
+    21205: "Url or Twiml parameter is required.",  # code assumed; Twilio's exact one unverified
 }
+CALL_UPDATE_STATUSES = frozenset({"canceled", "completed"})
 SERVER_ERROR_CODES = {429: 20429, 500: 20500, 503: 20503}
 
 
@@ -93,8 +102,10 @@ class FakeTwilio(ServedFake):
     """Twilio's Messages REST API for one account; records what it receives.
 
     `messages` holds every created Message (the JSON returned, plus `status_callback`);
-    `requests` holds every request, accepted or not. `reject_to()` and `fail_next()`
-    make sends fail the way Twilio does.
+    `call_updates` holds every accepted live-call update (`call_sid` plus the form keys
+    that were sent: `Twiml`, `Url`, `Method`, `Status`, ...); `requests` holds every
+    request, accepted or not. `reject_to()` and `fail_next()` make sends fail the way
+    Twilio does; `end_call()` makes a call's updates fail as for a finished call.
     """
 
     def __init__(
@@ -108,6 +119,8 @@ class FakeTwilio(ServedFake):
         self.auth_token = auth_token
         self.phone_numbers = set(phone_numbers) if phone_numbers is not None else None
         self.messages: list[dict[str, Any]] = []
+        self.call_updates: list[dict[str, str]] = []
+        self._ended_calls: set[str] = set()
         self.requests: list[RecordedRequest] = []
         self._rejections: dict[str, int] = {}
         self._failures: deque[_Failure] = deque()
@@ -117,6 +130,7 @@ class FakeTwilio(ServedFake):
             routes=[
                 Route(f"{prefix}/Messages.json", self._create_message, methods=["POST"]),
                 Route(f"{prefix}/Messages/{{sid}}.json", self._fetch_message, methods=["GET"]),
+                Route(f"{prefix}/Calls/{{call_sid}}.json", self._update_call, methods=["POST"]),
             ]
         )
 
@@ -135,9 +149,16 @@ class FakeTwilio(ServedFake):
         """Forget recorded traffic and configured failures."""
         with self._lock:
             self.messages.clear()
+            self.call_updates.clear()
+            self._ended_calls.clear()
             self.requests.clear()
             self._rejections.clear()
             self._failures.clear()
+
+    def end_call(self, call_sid: str) -> None:
+        """The caller hung up: later updates of this call fail with 21220."""
+        with self._lock:
+            self._ended_calls.add(call_sid)
 
     def message(self, sid: str) -> dict[str, Any]:
         """A created message by sid."""
@@ -179,6 +200,59 @@ class FakeTwilio(ServedFake):
         with self._lock:
             self.requests.append(record)
         return response
+
+    async def _update_call(self, request: Request) -> JSONResponse:
+        form = await request.form()
+        fields = {key: [str(v) for v in form.getlist(key)] for key in form}
+        record = RecordedRequest(request.method, request.url.path, dict(request.headers), form=fields)
+        try:
+            self._authenticate(request)
+            response = self._update({k: v[-1] for k, v in fields.items()}, request.path_params["call_sid"])
+        except TwilioApiError as error:
+            response = error.response()
+        record.status = response.status_code
+        with self._lock:
+            self.requests.append(record)
+        return response
+
+    def _update(self, form: dict[str, str], call_sid: str) -> JSONResponse:
+        status = form.get("Status")
+        if status is not None and status not in CALL_UPDATE_STATUSES:
+            raise TwilioApiError(400, 21218, update_status=status)
+        if status is None and not form.get("Twiml") and not form.get("Url"):
+            raise TwilioApiError(400, 21205)
+        with self._lock:
+            if call_sid in self._ended_calls:
+                raise TwilioApiError(400, 21220)
+            self.call_updates.append({"call_sid": call_sid, **form})
+            if status is not None:
+                self._ended_calls.add(call_sid)
+        now = _rfc2822(datetime.now(UTC))
+        call: dict[str, Any] = {
+            "account_sid": self.account_sid,
+            "answered_by": None,
+            "api_version": API_VERSION,
+            "caller_name": None,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "inbound",
+            "duration": None,
+            "end_time": now if status is not None else None,
+            "forwarded_from": None,
+            "from": None,
+            "from_formatted": None,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "sid": call_sid,
+            "start_time": now,
+            "status": status or "in-progress",
+            "to": None,
+            "to_formatted": None,
+            "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{call_sid}.json",
+        }
+        return JSONResponse(call)
 
     def _authenticate(self, request: Request) -> None:
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")

@@ -1,0 +1,339 @@
+"""Deepgram live STT (`/v1/listen`, Nova-3) and Aura TTS (REST), through `deepgram-sdk`.
+
+`DeepgramSTT` survives a dropped socket without losing caller words: every byte sent is
+kept until a final result covers it; on a drop the stream reconnects, re-sends the
+audio after the last final's end, and shifts the new socket's timestamps back onto the
+call's timeline (so `Transcript.start/end` are always seconds since the call began).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from deepgram import AsyncDeepgramClient
+from deepgram.core.api_error import ApiError
+from deepgram.environment import DeepgramClientEnvironment
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from agent.speech.base import SpeechStarted, STTCapabilities, STTEvent, Transcript, UtteranceEnd
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 8000  # mu-law: one byte per sample
+REPLAY_CHUNK = 3200  # bytes per frame when re-sending buffered audio after a reconnect
+MAX_BUFFER_SECONDS = 120.0  # never keep more unconfirmed audio than this
+
+
+class SpeechProviderError(RuntimeError):
+    """The provider failed for good (after its retries)."""
+
+
+def deepgram_environment(base_url: str) -> DeepgramClientEnvironment:
+    """Every Deepgram base URL pointed at `base_url` (http(s) for REST, ws(s) for sockets)."""
+    http = base_url.rstrip("/")
+    if http.startswith(("ws://", "wss://")):
+        http = "http" + http.removeprefix("ws")
+    ws = "ws" + http.removeprefix("http")
+    return DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
+
+
+def deepgram_client(api_key: str, base_url: str | None) -> AsyncDeepgramClient:
+    if base_url:
+        return AsyncDeepgramClient(api_key=api_key, environment=deepgram_environment(base_url))
+    return AsyncDeepgramClient(api_key=api_key)
+
+
+class DeepgramSTT:
+    """Streaming Nova-3 recognition of 8 kHz mu-law phone audio."""
+
+    name = "deepgram"
+    capabilities = STTCapabilities(interim_results=True, endpointing=True, vad_events=True)
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        model: str = "nova-3",
+        endpointing_ms: int = 300,
+        utterance_end_ms: int = 1000,
+        keyterms: Sequence[str] = (),
+        keepalive_interval: float = 3.5,
+        max_reconnects: int = 5,
+    ) -> None:
+        self._client = deepgram_client(api_key, base_url)
+        self._options: dict[str, Any] = {
+            "model": model,
+            "encoding": "mulaw",
+            "sample_rate": SAMPLE_RATE,
+            "channels": 1,
+            "interim_results": True,
+            "endpointing": endpointing_ms,
+            "utterance_end_ms": utterance_end_ms,
+            "vad_events": True,
+            "smart_format": True,
+            "punctuate": True,
+        }
+        if keyterms:
+            self._options["keyterm"] = list(keyterms)
+        self.keepalive_interval = keepalive_interval
+        self.max_reconnects = max_reconnects
+
+    async def open(self) -> DeepgramStream:
+        stream = DeepgramStream(self._client, self._options, self.keepalive_interval, self.max_reconnects)
+        await stream.start()
+        return stream
+
+
+class DeepgramStream:
+    """One call's recognition, across as many sockets as drops require."""
+
+    def __init__(
+        self,
+        client: AsyncDeepgramClient,
+        options: dict[str, Any],
+        keepalive_interval: float,
+        max_reconnects: int,
+    ) -> None:
+        self._client = client
+        self._options = options
+        self._keepalive_interval = keepalive_interval
+        self._max_reconnects = max_reconnects
+        self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
+        self._conn: Any = None  # the live AsyncV1SocketClient, once its replay is sent
+        self._connected = asyncio.Event()
+        self._first_connection: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        # Audio bookkeeping on the call's timeline, in bytes (= samples).
+        self._sent = 0  # bytes the caller gave us
+        self._buffer = bytearray()  # bytes [_buffer_start, _sent) not yet covered by a final
+        self._buffer_start = 0
+        self._socket_origin = 0  # call-timeline byte where the live socket's time 0 is
+        self._socket_bytes = 0  # bytes sent on the live socket (replay included)
+        self._replayed_until = 0.0  # call seconds: SpeechStarted before this may be a repeat
+        self._speaking = False  # a SpeechStarted went out and no final ended it yet
+        self._last_send = time.monotonic()
+        self._closing = False
+        self._billed = 0.0
+        self.reconnects = 0
+        self.close_timeout = 5.0
+
+    async def start(self) -> None:
+        self._runner = self._spawn(self._run())
+        self._spawn(self._keepalive())
+        await self._first_connection
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- STTStream -------------------------------------------------------------------
+
+    async def send(self, ulaw: bytes) -> None:
+        if not ulaw:
+            return
+        self._buffer += ulaw
+        self._sent += len(ulaw)
+        self._trim(max(self._buffer_start, self._sent - int(MAX_BUFFER_SECONDS * SAMPLE_RATE)))
+        conn = self._conn
+        if conn is None:
+            return  # buffered; the reconnect replays it
+        self._last_send = time.monotonic()
+        with contextlib.suppress(ConnectionClosed):  # the reader notices and reconnects
+            await conn.send_media(ulaw)
+            self._socket_bytes += len(ulaw)
+
+    async def finalize(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await conn.send_finalize()
+
+    async def events(self) -> AsyncIterator[STTEvent]:
+        while (event := await self._events.get()) is not None:
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+
+    async def close(self) -> float:
+        """Send CloseStream, wait for the trailing results and Metadata; returns billed seconds."""
+        timeout = self.close_timeout
+        if not self._closing:
+            self._closing = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), timeout)
+            conn = self._conn
+            if conn is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await conn.send_close_stream()
+        if self._runner is not None:  # the reader ends after Metadata and the close
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(self._runner, return_exceptions=True), timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._socket_bytes:  # a socket that ended without Metadata: bill what it got
+            self._billed += self._socket_bytes / SAMPLE_RATE
+            self._socket_bytes = 0
+        self._events.put_nowait(None)
+        return round(self._billed, 3)
+
+    # -- sockets ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            while True:
+                try:
+                    async with self._client.listen.v1.connect(**self._options) as conn:
+                        await self._replay(conn)
+                        if not self._first_connection.done():
+                            self._first_connection.set_result(None)
+                        failures = 0
+                        async for message in conn:
+                            self._handle(message)
+                        if self._closing:
+                            return  # CloseStream answered: results, Metadata, close
+                        log.warning("deepgram closed the socket; reconnecting")
+                except (ConnectionClosed, InvalidHandshake, OSError, ApiError) as error:
+                    if isinstance(error, ApiError) and error.status_code in (400, 401, 403):
+                        raise SpeechProviderError(
+                            f"deepgram refused the stream: {error.status_code}"
+                        ) from error
+                    if self._closing and self._conn is not None:
+                        return
+                    log.warning("deepgram socket failed (%s); reconnecting", type(error).__name__)
+                finally:
+                    self._disconnected()
+                failures += 1
+                if failures > self._max_reconnects:
+                    raise SpeechProviderError(f"deepgram stream lost after {failures} attempts")
+                self.reconnects += 1
+                await asyncio.sleep(min(0.05 * 2**failures, 1.0))
+        except SpeechProviderError as error:
+            if not self._first_connection.done():
+                self._first_connection.set_exception(error)
+            else:
+                self._events.put_nowait(error)
+
+    async def _replay(self, conn: Any) -> None:
+        """Start a socket at the oldest unconfirmed byte and re-send everything from there."""
+        self._socket_origin = self._buffer_start
+        self._socket_bytes = 0
+        position = 0
+        while position < len(self._buffer):  # audio sent meanwhile is appended and sent too
+            chunk = bytes(self._buffer[position : position + REPLAY_CHUNK])
+            await conn.send_media(chunk)
+            position += len(chunk)
+            self._socket_bytes += len(chunk)
+        if position:
+            log.info("deepgram: replayed %.2f s of unconfirmed audio", position / SAMPLE_RATE)
+        self._replayed_until = (self._socket_origin + position) / SAMPLE_RATE
+        self._last_send = time.monotonic()
+        self._conn = conn  # no await since the loop ended: nothing slips between replay and live
+        self._connected.set()
+
+    def _disconnected(self) -> None:
+        self._conn = None
+        self._connected.clear()
+        if self._socket_bytes:
+            self._billed += self._socket_bytes / SAMPLE_RATE  # a dropped socket sends no Metadata
+            self._socket_bytes = 0
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.05, self._keepalive_interval / 4))
+            conn = self._conn
+            if conn is None or self._closing:
+                continue
+            if time.monotonic() - self._last_send >= self._keepalive_interval:
+                self._last_send = time.monotonic()
+                with contextlib.suppress(ConnectionClosed):
+                    await conn.send_keep_alive()
+
+    # -- messages --------------------------------------------------------------------
+
+    def _seconds(self, socket_seconds: float) -> float:
+        return round(socket_seconds + self._socket_origin / SAMPLE_RATE, 3)
+
+    def _handle(self, message: Any) -> None:
+        kind = getattr(message, "type", None)
+        if kind == "Results":
+            self._results(message)
+        elif kind == "SpeechStarted":
+            at = self._seconds(message.timestamp)
+            if self._speaking and at < self._replayed_until:
+                return  # the replay re-detected speech we already announced
+            self._speaking = True
+            self._events.put_nowait(SpeechStarted(at=at))
+        elif kind == "UtteranceEnd":
+            self._speaking = False
+            self._events.put_nowait(UtteranceEnd(last_word_end=self._seconds(message.last_word_end)))
+        elif kind == "Metadata":
+            self._billed += float(message.duration)
+            self._socket_bytes = 0
+        elif kind == "Error":
+            log.warning("deepgram error %s: %s", message.variant, message.description)
+
+    def _results(self, message: Any) -> None:
+        alternatives = message.channel.alternatives
+        alternative = alternatives[0] if alternatives else None
+        text = alternative.transcript.strip() if alternative is not None else ""
+        words = alternative.words if alternative is not None else []
+        segment_start = self._seconds(message.start)
+        segment_end = self._seconds(message.start + message.duration)
+        is_final = bool(message.is_final)
+        speech_final = bool(message.speech_final)
+        if is_final:
+            self._confirm(segment_end)
+            if speech_final:
+                self._speaking = False
+        if not text and not (speech_final or message.from_finalize):
+            return  # empty interims and empty mid-utterance finals say nothing
+        self._events.put_nowait(
+            Transcript(
+                text=text,
+                is_final=is_final,
+                speech_final=speech_final,
+                start=self._seconds(words[0].start) if words else segment_start,
+                end=self._seconds(words[-1].end) if words else segment_end,
+                confidence=float(alternative.confidence) if alternative is not None else 0.0,
+            )
+        )
+
+    def _confirm(self, until_seconds: float) -> None:
+        """A final covers the audio up to `until_seconds`: stop keeping it for replays."""
+        self._trim(min(self._sent, round(until_seconds * SAMPLE_RATE)))
+
+    def _trim(self, until_byte: int) -> None:
+        drop = until_byte - self._buffer_start
+        if drop > 0:
+            del self._buffer[:drop]
+            self._buffer_start = until_byte
+
+
+class DeepgramTTS:
+    """Aura voices over REST, streamed: raw 8 kHz mu-law chunks as they arrive."""
+
+    name = "deepgram"
+
+    def __init__(self, *, api_key: str, base_url: str | None = None, model: str = "aura-2-thalia-en") -> None:
+        self._client = deepgram_client(api_key, base_url)
+        self.model = model
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        if not text.strip():
+            return
+        async for chunk in self._client.speak.v1.audio.generate(
+            text=text, model=self.model, encoding="mulaw", sample_rate=SAMPLE_RATE, container="none"
+        ):
+            if chunk:
+                yield chunk

@@ -1,0 +1,355 @@
+"""The conversation engine's voice API: one conversation per phone call, turns streamed.
+
+A call is a conversation on the voice channel keyed by the provider's call id
+(`external_id`, the Twilio CallSid), so a reconnecting stream finds the same one.
+Each caller turn is written before the brain runs (a dropped call keeps what the
+caller said); the brain's text streams out as it is produced, and the agent's
+message, tool calls and model cost are written when it finishes, or with whatever
+exists if the call drops mid-turn. What the caller actually heard (barge-in) and the
+turn's latency marks are written afterwards with `annotate`. Ending the call writes
+audio cost: STT seconds, TTS characters and telephony minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from agent import sentiment
+from agent.brain import BrainRequest, Channel, ModelUsage, Role, TextDelta
+from agent.engine import SORRY, ConversationEngine, UnknownAgentNumber, tool_call_row
+from agent.models import Conversation, ConversationStatus, Message
+from agent.state import load_state, save_state
+from agent.tools.base import Effect, ToolBox, ToolCallRecord, ToolContext, ToolResult
+from booking_tools.customers.service import find_customer
+from booking_tools.locations.service import location_for_agent_phone
+from hibachi.db import new_id, unit_of_work
+
+log = logging.getLogger(__name__)
+
+DELIVERY = "voice"
+
+
+@dataclass(slots=True, frozen=True)
+class VoiceCall:
+    """A live call's conversation and the location it reached."""
+
+    conversation_id: uuid.UUID
+    call_sid: str
+    provider: str
+    customer_phone: str
+    agent_phone: str
+    location_slug: str
+    location_name: str
+    timezone: str
+    staff_phone: str
+    started_at: datetime
+
+
+@dataclass(slots=True)
+class VoiceTurnResult:
+    """What one caller turn produced; `transfer_to` is the staff line when a tool asked to connect."""
+
+    customer_message_id: int
+    agent_message_id: int | None
+    text: str
+    effect: Effect | None
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    transfer_to: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class CallUsage:
+    """Metered audio for the cost ledger (engine names as in the price table)."""
+
+    stt_engine: str
+    stt_seconds: float
+    tts_engine: str
+    tts_characters: int
+    call_seconds: float
+
+
+class VoiceCalls:
+    """Voice calls on top of a `ConversationEngine` (its brain, tools, prices and clock)."""
+
+    def __init__(self, engine: ConversationEngine) -> None:
+        self.engine = engine
+        self.app = engine.app
+
+    async def start_call(
+        self, *, call_sid: str, customer_phone: str, agent_phone: str, provider: str = "twilio"
+    ) -> VoiceCall:
+        """The call's conversation, created on first sight of `call_sid` (idempotent)."""
+        now = self.engine.clock()
+        async with unit_of_work(self.app.sessions) as session:
+            location = await location_for_agent_phone(session, phone=agent_phone)
+            if location is None:
+                raise UnknownAgentNumber(f"{agent_phone} is not one of our agent numbers")
+            await session.execute(
+                insert(Conversation)
+                .values(
+                    id=new_id(),
+                    channel=Channel.voice,
+                    provider=provider,
+                    customer_phone=customer_phone[:20],
+                    agent_phone=agent_phone,
+                    location_slug=location.slug,
+                    status=ConversationStatus.open,
+                    external_id=call_sid,
+                    last_activity_at=now,
+                    created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["external_id"])
+            )
+            conversation = await session.scalar(
+                select(Conversation).where(Conversation.external_id == call_sid)
+            )
+            assert conversation is not None
+            return VoiceCall(
+                conversation_id=conversation.id,
+                call_sid=call_sid,
+                provider=conversation.provider,
+                customer_phone=conversation.customer_phone,
+                agent_phone=agent_phone,
+                location_slug=location.slug,
+                location_name=location.name,
+                timezone=location.timezone,
+                staff_phone=location.staff_phone,
+                started_at=conversation.created_at or now,
+            )
+
+    async def say(self, call: VoiceCall, text: str, *, marks: dict[str, Any] | None = None) -> int:
+        """Record something the agent said on its own (greeting, re-prompt, goodbye)."""
+        now = self.engine.clock()
+        async with unit_of_work(self.app.sessions) as session:
+            message = Message(
+                conversation_id=call.conversation_id,
+                role=Role.agent,
+                text=text,
+                created_at=now,
+                delivery=DELIVERY,
+                marks=marks or {},
+            )
+            session.add(message)
+            live = await session.get_one(Conversation, call.conversation_id)
+            live.last_activity_at = now
+            await session.flush()
+            return message.id
+
+    async def turn(
+        self,
+        call: VoiceCall,
+        text: str,
+        *,
+        on_text: Callable[[str], None],
+        marks: dict[str, Any] | None = None,
+    ) -> VoiceTurnResult:
+        """Answer one caller utterance, passing each piece of the reply to `on_text` as it streams.
+
+        The caller's words are committed first. If the task is cancelled (the caller hung
+        up), the text produced so far is written, marked truncated, before re-raising.
+        """
+        engine = self.engine
+        now = engine.clock()
+        score = sentiment.score(text)
+        async with unit_of_work(self.app.sessions) as session:
+            inbound = Message(
+                conversation_id=call.conversation_id,
+                role=Role.customer,
+                text=text,
+                created_at=now,
+                provider=call.provider,
+                sentiment=score,
+                marks={},
+            )
+            session.add(inbound)
+            live = await session.get_one(Conversation, call.conversation_id)
+            live.last_activity_at = now
+            await session.flush()
+            customer_message_id = inbound.id
+        async with self.app.sessions() as session:
+            history = await engine.history(session, call.conversation_id, before=customer_message_id)
+            earlier = await engine.earlier_sentiments(
+                session, call.conversation_id, before=customer_message_id
+            )
+            customer = await find_customer(session, phone=call.customer_phone)
+        state = await load_state(self.app.redis, call.conversation_id)
+        request = BrainRequest(
+            conversation_id=call.conversation_id,
+            channel=Channel.voice,
+            text=text,
+            history=history,
+            now=now,
+            location_slug=call.location_slug,
+            customer_phone=call.customer_phone,
+            customer_name=customer.name if customer else None,
+            state=state,
+            sentiment=score,
+            offer_human=sentiment.sharp_negative_trend([*earlier, score]),
+        )
+        toolbox = ToolBox(self._tool_context(call, now), engine.tools)
+        parts: list[str] = []
+        usages: list[ModelUsage] = []
+        try:
+            async with asyncio.timeout(engine.turn_timeout):
+                async for event in engine.brain.respond(request, toolbox):
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+                        on_text(event.text)
+                    else:
+                        usages.append(event)
+        except asyncio.CancelledError:
+            # The call dropped mid-turn: keep what was produced (the brain's state is not saved).
+            await self._write_reply(
+                call,
+                customer_message_id,
+                "".join(parts).strip(),
+                toolbox.calls,
+                usages,
+                marks,
+                truncated=True,
+            )
+            raise
+        except Exception:
+            log.exception("brain failed on call %s", call.call_sid)
+            if not parts:
+                sorry = SORRY.format(staff=call.staff_phone)
+                parts.append(sorry)
+                on_text(sorry)
+        await save_state(self.app.redis, call.conversation_id, request.state)
+        reply = "".join(parts).strip()
+        agent_message_id = await self._write_reply(
+            call, customer_message_id, reply, toolbox.calls, usages, marks, truncated=False
+        )
+        effect = next((c.result.effect for c in reversed(toolbox.calls) if c.result.effect), None)
+        return VoiceTurnResult(
+            customer_message_id=customer_message_id,
+            agent_message_id=agent_message_id,
+            text=reply,
+            effect=effect,
+            tool_calls=list(toolbox.calls),
+            transfer_to=_transfer_target(toolbox.calls),
+        )
+
+    async def call_tool(self, call: VoiceCall, name: str, arguments: dict[str, Any]) -> ToolResult:
+        """Run one tool outside a brain turn (DTMF 0 -> transfer_to_staff) and record the call."""
+        now = self.engine.clock()
+        toolbox = ToolBox(self._tool_context(call, now), self.engine.tools)
+        result = await toolbox.call(name, arguments)
+        async with unit_of_work(self.app.sessions) as session:
+            for record in toolbox.calls:
+                session.add(tool_call_row(call.conversation_id, None, record))
+        return result
+
+    async def annotate(self, message_id: int, *, marks: dict[str, Any], heard: str | None = None) -> None:
+        """Add latency marks to an agent message; with `heard`, cut it to what was played (barge-in)."""
+        async with unit_of_work(self.app.sessions) as session:
+            message = await session.get_one(Message, message_id, with_for_update=True)
+            message.marks = {**message.marks, **marks}
+            if heard is not None:
+                message.marks = {**message.marks, "generated": message.text}
+                message.text = heard
+                message.truncated = True
+
+    async def end_call(self, call: VoiceCall, usage: CallUsage) -> None:
+        """Close the conversation and charge the audio (once, however often it is called)."""
+        now = self.engine.clock()
+        prices = self.engine.prices
+        async with unit_of_work(self.app.sessions) as session:
+            live = await session.get_one(Conversation, call.conversation_id, with_for_update=True)
+            if live.ended_at is not None:
+                return
+            live.ended_at = now
+            live.status = ConversationStatus.closed
+            live.last_activity_at = now
+            charges = (
+                prices.stt(engine=usage.stt_engine, seconds=round(usage.stt_seconds, 3)),
+                prices.tts(engine=usage.tts_engine, characters=usage.tts_characters),
+                prices.voice(provider=call.provider, seconds=round(usage.call_seconds, 3)),
+            )
+            for charge in charges:
+                ConversationEngine.charge(session, call.conversation_id, None, charge)
+
+    def _tool_context(self, call: VoiceCall, now: datetime) -> ToolContext:
+        return ToolContext(
+            app=self.app,
+            conversation_id=call.conversation_id,
+            channel=Channel.voice.value,
+            customer_phone=call.customer_phone,
+            location_slug=call.location_slug,
+            now=now,
+        )
+
+    async def _write_reply(
+        self,
+        call: VoiceCall,
+        customer_message_id: int,
+        text: str,
+        tool_calls: list[ToolCallRecord],
+        usages: list[ModelUsage],
+        marks: dict[str, Any] | None,
+        *,
+        truncated: bool,
+    ) -> int | None:
+        engine = self.engine
+        now = engine.clock()
+        async with unit_of_work(self.app.sessions, queue=self.app.queue) as session:
+            live = await session.get_one(Conversation, call.conversation_id)
+            live.last_activity_at = now
+            live.brain = engine.brain.name
+            reply_id: int | None = None
+            if text:
+                reply = Message(
+                    conversation_id=call.conversation_id,
+                    role=Role.agent,
+                    text=text,
+                    created_at=now,
+                    reply_to_id=customer_message_id,
+                    brain=engine.brain.name,
+                    delivery=DELIVERY,
+                    truncated=truncated,
+                    marks=dict(marks or {}),
+                )
+                session.add(reply)
+                await session.flush()
+                reply_id = reply.id
+            for record in tool_calls:
+                session.add(tool_call_row(call.conversation_id, reply_id, record))
+                tokens = record.result.data.get("embedding_tokens")
+                if isinstance(tokens, int) and tokens:
+                    model = str(record.result.data.get("embedding_model") or "local")
+                    engine.charge(
+                        session,
+                        call.conversation_id,
+                        reply_id,
+                        engine.prices.embedding(model=model, tokens=tokens),
+                    )
+            for usage in usages:
+                engine.charge(
+                    session,
+                    call.conversation_id,
+                    reply_id,
+                    engine.prices.llm(
+                        model=usage.model,
+                        prompt_tokens=usage.prompt_tokens,
+                        cached_tokens=usage.cached_tokens,
+                        completion_tokens=usage.completion_tokens,
+                    ),
+                )
+            return reply_id
+
+
+def _transfer_target(tool_calls: list[ToolCallRecord]) -> str | None:
+    for record in reversed(tool_calls):
+        if record.result.effect is Effect.transfer:
+            phone = record.result.data.get("staff_phone")
+            return str(phone) if phone else None
+    return None

@@ -1,0 +1,591 @@
+"""Phone calls end to end over real WebSockets: simulated Twilio -> /twilio/media -> VoiceSession.
+
+The app runs under uvicorn in the test's own event loop; `SimulatedCall` plays Twilio
+(webhook, paced caller frames, marks echoed at playback, `clear` honoured). The engine
+is the real one (deterministic brain, all tools, real database, fixed clock in staff
+hours). Speech providers are small scripted stand-ins for the external STT/TTS: the
+test says when the caller's words are recognised, and the TTS turns each sentence
+into a tone of a known length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from agent.brain import Brain, BrainEvent, BrainRequest, Role
+from agent.brains.deterministic import DeterministicBrain
+from agent.engine import ConversationEngine
+from agent.models import Conversation, CostKind, CostLine, Message, ToolCall, Transfer, TransferReason
+from agent.speech.base import SpeechStarted, STTCapabilities, STTEvent, Transcript, UtteranceEnd
+from agent.speech.deepgram import DeepgramSTT, DeepgramTTS
+from agent.tools.base import ToolBox
+from agent.tools.registry import ALL_TOOLS
+from agent.voice.session import VoiceConfig
+from agent.voice.text import FILLER, STILL_THERE
+from booking_tools.bookings.models import Booking
+from booking_tools.messaging.models import OutboundMessage
+from hibachi.app import create_app
+from hibachi.context import AppContext
+from hibachi.settings import Settings
+from telephony.audio import tone_ulaw
+from telephony.fakes import FakeTwilio
+from telephony.fakes.deepgram_server import DEFAULT_API_KEY as DEEPGRAM_KEY
+from telephony.fakes.deepgram_server import FakeDeepgram
+from telephony.twilio import codec
+from telephony.twilio.call_sim import SimulatedCall
+from telephony.twilio.voice import stream_token
+from tests.conftest import PUBLIC_BASE_URL
+
+TZ = ZoneInfo("America/Los_Angeles")
+CALLER = "+14085550123"
+BAY_AREA_LINE = "+14085550199"
+STAFF_LINE = "+14085550100"
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def in_staff_hours() -> datetime:
+    return datetime.combine(datetime.now(TZ).date(), time(11, 0), TZ)
+
+
+EVENT_DAY = in_staff_hours().date() + timedelta(days=12)
+
+
+def spoken_day(day: date) -> str:
+    return f"{day:%B} {day.day}"
+
+
+# ---- scripted speech providers (stand-ins for Deepgram) ----------------------------------------
+
+
+class ScriptedStream:
+    """An STT stream whose recognition events the test emits; times follow the audio received."""
+
+    def __init__(self) -> None:
+        self.audio_bytes = 0
+        self._events: asyncio.Queue[STTEvent | None] = asyncio.Queue()
+        self.closed = False
+
+    @property
+    def position(self) -> float:
+        return self.audio_bytes / 8000
+
+    async def send(self, ulaw: bytes) -> None:
+        self.audio_bytes += len(ulaw)
+
+    async def finalize(self) -> None:
+        return None
+
+    async def events(self) -> AsyncIterator[STTEvent]:
+        while (event := await self._events.get()) is not None:
+            yield event
+
+    async def close(self) -> float:
+        self.closed = True
+        self._events.put_nowait(None)
+        return self.position
+
+    def speech_started(self) -> None:
+        self._events.put_nowait(SpeechStarted(at=self.position))
+
+    def interim(self, text: str, seconds: float = 0.5) -> None:
+        end = self.position
+        self._events.put_nowait(
+            Transcript(text, is_final=False, speech_final=False, start=end - seconds, end=end)
+        )
+
+    def final(self, text: str, *, speech_final: bool = True, seconds: float = 0.8) -> None:
+        end = self.position
+        self._events.put_nowait(
+            Transcript(text, is_final=True, speech_final=speech_final, start=end - seconds, end=end)
+        )
+
+    def utterance_end(self) -> None:
+        self._events.put_nowait(UtteranceEnd(last_word_end=self.position))
+
+    def says(self, text: str) -> None:
+        """A whole caller utterance: speech start, an interim, the final with end of turn."""
+        self.speech_started()
+        self.interim(" ".join(text.split()[:2]))
+        self.final(text)
+
+
+class ScriptedSTT:
+    name = "scripted"
+    capabilities = STTCapabilities(interim_results=True, endpointing=True, vad_events=True)
+
+    def __init__(self) -> None:
+        self.streams: list[ScriptedStream] = []
+
+    async def open(self) -> ScriptedStream:
+        stream = ScriptedStream()
+        self.streams.append(stream)
+        return stream
+
+
+class ToneTTS:
+    """Each sentence becomes `frames_per_word` 20 ms frames of tone per word, in 100 ms chunks."""
+
+    name = "tone"
+
+    def __init__(self) -> None:
+        self.frames_per_word = 2
+        self.first_byte_delay = 0.0
+        self.texts: list[str] = []
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        self.texts.append(text)
+        if self.first_byte_delay:
+            await asyncio.sleep(self.first_byte_delay)
+        audio = tone_ulaw(440, 20 * self.frames_per_word * max(1, len(text.split())))
+        for start in range(0, len(audio), 800):
+            yield audio[start : start + 800]
+
+
+class SlowBrain:
+    """A brain whose model stalls before answering (a slow tool or LLM): delegates to another."""
+
+    def __init__(self, inner: Brain, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+        self.name = inner.name
+
+    async def respond(self, request: BrainRequest, tools: ToolBox) -> AsyncIterator[BrainEvent]:
+        await asyncio.sleep(self.delay)
+        async for event in self.inner.respond(request, tools):
+            yield event
+
+
+# ---- the running server ---------------------------------------------------------------------
+
+
+@dataclass
+class Voice:
+    url: str
+    ctx: AppContext
+    settings: Settings
+    stt: ScriptedSTT
+    tts: ToneTTS
+    install_brain: Callable[[Brain], ConversationEngine]
+    configure: Callable[..., None]
+    calls: list[SimulatedCall] = field(default_factory=list)
+
+    def call(self, **kwargs: Any) -> SimulatedCall:
+        sim = SimulatedCall(
+            self.url,
+            PUBLIC_BASE_URL,
+            self.settings.twilio_auth_token,
+            self.settings.twilio_account_sid,
+            CALLER,
+            BAY_AREA_LINE,
+            timeout=10.0,
+            **kwargs,
+        )
+        self.calls.append(sim)
+        return sim
+
+    async def stream(self, index: int = 0) -> ScriptedStream:
+        await eventually(lambda: len(self.stt.streams) > index)
+        return self.stt.streams[index]
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until `predicate()` holds (checked every 10 ms); fail after `within` seconds."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110  (the state lives in the simulator, not behind an Event)
+            await asyncio.sleep(0.01)
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    """Wait until the async `check()` holds (a database condition), polled every 20 ms."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110  (the condition is a database row)
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def voice_app(settings: Settings, app_ctx: AppContext) -> FastAPI:
+    application = create_app(settings, context=app_ctx)
+    application.state.ctx = app_ctx
+    return application
+
+
+@pytest.fixture
+async def voice(
+    voice_app: FastAPI, app_ctx: AppContext, settings: Settings, fake_twilio: FakeTwilio
+) -> AsyncIterator[Voice]:
+    saved = {key: app_ctx.extras.get(key) for key in ("engine", "stt", "tts", "voice_config")}
+    now = in_staff_hours()
+
+    def install_brain(brain: Brain) -> ConversationEngine:
+        engine = ConversationEngine(app_ctx, brain=brain, tools=ALL_TOOLS, clock=lambda: now)
+        app_ctx.extras["engine"] = engine
+        return engine
+
+    def configure(**changes: Any) -> None:
+        app_ctx.extras["voice_config"] = VoiceConfig(**{"silence_timeout": 30.0, **changes})
+
+    install_brain(DeterministicBrain())
+    configure()
+    stt, tts = ScriptedSTT(), ToneTTS()
+    app_ctx.extras["stt"], app_ctx.extras["tts"] = stt, tts
+    server = uvicorn.Server(
+        uvicorn.Config(voice_app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    harness = Voice(f"http://127.0.0.1:{port}", app_ctx, settings, stt, tts, install_brain, configure)
+    try:
+        yield harness
+    finally:
+        for sim in harness.calls:
+            if not sim.closed:
+                await sim.hang_up()
+        server.should_exit = True
+        await serving
+        for key, value in saved.items():
+            if value is None:
+                app_ctx.extras.pop(key, None)
+            else:
+                app_ctx.extras[key] = value
+
+
+# ---- reading the database --------------------------------------------------------------------
+
+
+async def conversation(db: Sessions, call_sid: str) -> Conversation | None:
+    async with db() as session:
+        return await session.scalar(select(Conversation).where(Conversation.external_id == call_sid))
+
+
+async def messages(db: Sessions) -> list[Message]:
+    async with db() as session:
+        return list(await session.scalars(select(Message).order_by(Message.id)))
+
+
+async def agent_messages(db: Sessions) -> list[Message]:
+    return [m for m in await messages(db) if m.role is Role.agent]
+
+
+async def costs(db: Sessions) -> dict[CostKind, CostLine]:
+    async with db() as session:
+        return {line.kind: line for line in await session.scalars(select(CostLine))}
+
+
+async def close_code(ws: ClientConnection) -> int | None:
+    """Read (and drop) whatever the server sends until it closes the socket; its close code."""
+    with contextlib.suppress(ConnectionClosed):
+        async with asyncio.timeout(5):
+            async for _ in ws:
+                pass
+    return ws.close_code
+
+
+def media_after(sim: SimulatedCall, moment: float) -> int:
+    return sum(1 for chunk in sim.agent_chunks if chunk.received_at > moment)
+
+
+# ---- tests --------------------------------------------------------------------------------------
+
+
+async def test_greeting_arrives_paced_20ms_apart_and_is_in_the_transcript(voice: Voice, db: Sessions) -> None:
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.2)
+        arrivals = [chunk.received_at for chunk in sim.agent_chunks]
+        assert all(len(chunk.payload) == 160 for chunk in sim.agent_chunks)
+        # 16 words x 2 frames: the first few frames lead, the rest come one per 20 ms.
+        assert len(arrivals) >= 30
+        gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
+        median = gaps[len(gaps) // 2]
+        assert 0.015 <= median <= 0.025
+        assert arrivals[-1] - arrivals[0] >= (len(arrivals) - 4) * 0.018
+        # Marks come back as playback passes them.
+        assert sim.marks
+        assert all(m.echoed_at is not None and not m.cleared for m in sim.marks)
+        [greeting] = await agent_messages(db)
+        assert greeting.text.startswith("Good morning, thanks for calling My Hibachi in the Bay Area.")
+        assert greeting.delivery == "voice"
+        assert not greeting.truncated
+
+
+async def test_caller_turn_gets_a_spoken_reply_a_transcript_and_cost(voice: Voice, db: Sessions) -> None:
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        greeting_frames = len(sim.agent_chunks)
+        stream.says(f"Hi, what's open on {spoken_day(EVENT_DAY)}?")
+        await eventually(lambda: len(sim.agent_chunks) > greeting_frames + 10)
+        await sim.wait_for_agent_silence(quiet_for=0.2, require_audio=False)
+        call_sid = sim.call_sid
+    await until(lambda: _ended(db, call_sid))
+
+    customer, reply = [m for m in await messages(db) if m.reply_to_id is not None or m.role is Role.customer]
+    assert customer.role is Role.customer
+    assert customer.text == f"Hi, what's open on {spoken_day(EVENT_DAY)}?"
+    assert customer.sentiment is not None
+    assert reply.reply_to_id == customer.id
+    assert "6 pm" in reply.text
+    assert not reply.truncated
+    assert {"speech_end", "final_transcript", "first_token", "first_sentence", "first_tts_byte"} <= set(
+        reply.marks
+    )
+    assert "first_audio_sent" in reply.marks
+    assert reply.marks["final_transcript"] <= reply.marks["first_token"] <= reply.marks["first_audio_sent"]
+    # The reply was spoken sentence by sentence, as the brain produced it.
+    assert any("6 pm" in text for text in voice.tts.texts)
+    async with db() as session:
+        tools = [c.name for c in await session.scalars(select(ToolCall))]
+    assert "check_availability" in tools
+    found = await conversation(db, call_sid)
+    assert found is not None
+    assert found.ended_at is not None
+    assert found.channel.value == "voice"
+    lines = await costs(db)
+    assert lines[CostKind.stt].item == "scripted"
+    assert lines[CostKind.stt].quantity > 0
+    assert lines[CostKind.tts].quantity == sum(len(t) for t in voice.tts.texts)
+    assert lines[CostKind.voice].item == "twilio"
+    assert lines[CostKind.voice].quantity > 0
+
+
+async def _ended(db: Sessions, call_sid: str) -> bool:
+    found = await conversation(db, call_sid)
+    return found is not None and found.ended_at is not None
+
+
+async def test_barge_in_stops_audio_within_a_frame_clears_and_truncates_the_reply(
+    voice: Voice, db: Sessions
+) -> None:
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        voice.tts.frames_per_word = 8  # 160 ms a word: the reply takes several seconds
+        marks_before = len(sim.marks)
+        stream.says(f"What's open on {spoken_day(EVENT_DAY)}?")
+        # Let the reply's first sentence play out completely, then talk over the rest.
+        await eventually(lambda: any(m.echoed_at for m in sim.marks[marks_before:]), within=10)
+        stream.speech_started()
+        stream.interim("wait actually make it")
+        await eventually(lambda: bool(sim.clears))
+        cleared_at = sim.clears[0].received_at
+        await sim.pause(0.2)
+        assert media_after(sim, cleared_at) <= 1
+        stream.final("wait actually make it Sunday")
+        await sim.wait_for_agent_silence(quiet_for=0.2, require_audio=False)
+
+    await until(lambda: _ended(db, sim.call_sid))
+    replies = [m for m in await agent_messages(db) if m.reply_to_id is not None]
+    first = replies[0]
+    assert first.truncated
+    generated = first.marks["generated"]
+    assert "6 pm" in generated
+    assert first.text
+    assert len(first.text) < len(generated)
+    assert generated.startswith(first.text.rstrip(" -").rsplit(" ", 1)[0])
+    # The cut came after the first sentence, whose mark came back before the barge-in.
+    first_sentence = next(t for t in voice.tts.texts if t in generated)
+    assert first.text.startswith(first_sentence)
+    customers = [m.text for m in await messages(db) if m.role is Role.customer]
+    assert customers[-1] == "wait actually make it Sunday"
+
+
+async def test_backchannel_during_agent_speech_does_not_interrupt(voice: Voice, db: Sessions) -> None:
+    voice.tts.frames_per_word = 5
+    async with voice.call() as sim:
+        stream = await voice.stream()
+        await eventually(lambda: len(sim.agent_chunks) > 5)
+        stream.speech_started()
+        stream.interim("mhm", seconds=0.6)
+        stream.final("mhm", seconds=0.6)
+        stream.interim("yeah okay", seconds=0.7)
+        stream.final("yeah okay", seconds=0.7)
+        await sim.wait_for_agent_silence(quiet_for=0.2)
+        assert sim.clears == []
+        assert all(not m.cleared for m in sim.marks)
+    [greeting] = await messages(db)
+    assert not greeting.truncated
+
+
+async def test_pressing_0_transfers_to_staff_with_a_summary_text(
+    voice: Voice, db: Sessions, fake_twilio: FakeTwilio
+) -> None:
+    async with voice.call() as sim:
+        await eventually(lambda: len(sim.agent_chunks) > 3)
+        await sim.press("0")
+        await sim.wait_closed()
+        assert sim.clears  # the greeting was cut for the hand-off
+    async with db() as session:
+        [transfer] = await session.scalars(select(Transfer))
+        staff_texts = list(
+            await session.scalars(select(OutboundMessage).where(OutboundMessage.to_phone == STAFF_LINE))
+        )
+    assert transfer.reason is TransferReason.dtmf
+    assert transfer.staff_phone == STAFF_LINE
+    assert len(staff_texts) == 1
+    assert "pressed 0" in staff_texts[0].body
+    [update] = [u for u in fake_twilio.call_updates if u["call_sid"] == sim.call_sid]
+    assert "<Dial" in update["Twiml"]
+    assert f"<Number>{STAFF_LINE}</Number>" in update["Twiml"]
+    said = [m.text for m in await agent_messages(db)]
+    assert any("passing you to our team" in text for text in said)
+    await until(lambda: _ended(db, sim.call_sid))
+
+
+async def test_slow_brain_gets_a_filler_before_the_answer(voice: Voice, db: Sessions) -> None:
+    voice.install_brain(SlowBrain(DeterministicBrain(), delay=0.5))
+    voice.configure(filler_after=0.15)
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        stream.says(f"What's open on {spoken_day(EVENT_DAY)}?")
+        await eventually(lambda: any("6 pm" in t for t in voice.tts.texts), within=5)
+        await sim.wait_for_agent_silence(quiet_for=0.2, require_audio=False)
+    filler_at = voice.tts.texts.index(FILLER)
+    answer_at = next(i for i, t in enumerate(voice.tts.texts) if "6 pm" in t)
+    assert filler_at < answer_at
+    reply = next(m for m in await agent_messages(db) if m.reply_to_id is not None)
+    assert reply.marks["filler"] < reply.marks["first_token"]
+    assert FILLER not in reply.text
+
+
+async def test_fast_brain_gets_no_filler(voice: Voice) -> None:
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        stream.says(f"What's open on {spoken_day(EVENT_DAY)}?")
+        await eventually(lambda: any("6 pm" in t for t in voice.tts.texts))
+    assert FILLER not in voice.tts.texts
+
+
+async def test_caller_hanging_up_mid_reply_keeps_transcript_and_cost(voice: Voice, db: Sessions) -> None:
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        voice.tts.frames_per_word = 10
+        stream.says(f"What's open on {spoken_day(EVENT_DAY)}?")
+        await eventually(lambda: any("6 pm" in t for t in voice.tts.texts))
+        await sim.pause(0.3)
+    await until(lambda: _ended(db, sim.call_sid))
+    said = await messages(db)
+    assert [m.role for m in said] == [Role.agent, Role.customer, Role.agent]
+    reply = said[-1]
+    assert reply.truncated
+    assert len(reply.text) < len(reply.marks["generated"])
+    lines = await costs(db)
+    assert {CostKind.stt, CostKind.tts, CostKind.voice} <= set(lines)
+
+
+async def test_silence_gets_a_reprompt_then_a_polite_hang_up(
+    voice: Voice, db: Sessions, fake_twilio: FakeTwilio
+) -> None:
+    voice.configure(silence_timeout=0.3)
+    async with voice.call() as sim:
+        await sim.wait_closed()
+    said = [m.text for m in await agent_messages(db)]
+    assert said[1] == STILL_THERE
+    assert "goodbye" in said[2].lower()
+    [update] = [u for u in fake_twilio.call_updates if u["call_sid"] == sim.call_sid]
+    assert update["Status"] == "completed"
+    await until(lambda: _ended(db, sim.call_sid))
+
+
+async def test_malformed_frame_closes_only_that_call(voice: Voice, db: Sessions, settings: Settings) -> None:
+    async with voice.call() as good:
+        await good.wait_for_agent_silence(quiet_for=0.1)
+        call_sid = "CA" + "b" * 32
+        socket = voice.url.replace("http", "ws") + "/twilio/media"
+        async with connect(socket) as bad:
+            await bad.send(codec.connected_message())
+            await bad.send(
+                codec.start_message(
+                    stream_sid="MZ" + "b" * 32,
+                    call_sid=call_sid,
+                    account_sid=settings.twilio_account_sid,
+                    custom_parameters={
+                        "from": CALLER,
+                        "to": BAY_AREA_LINE,
+                        "call_sid": call_sid,
+                        "token": stream_token(settings, call_sid),
+                    },
+                )
+            )
+            await bad.send("{not json")
+            assert await close_code(bad) == 1008
+        await until(lambda: _ended(db, call_sid))
+        # The other call goes on answering.
+        stream = voice.stt.streams[0]
+        stream.says(f"What's open on {spoken_day(EVENT_DAY)}?")
+        await eventually(lambda: any("6 pm" in t for t in voice.tts.texts))
+        assert not good.closed
+
+
+async def test_stream_with_a_bad_token_is_refused(voice: Voice, settings: Settings) -> None:
+    socket = voice.url.replace("http", "ws") + "/twilio/media"
+    call_sid = "CA" + "c" * 32
+    async with connect(socket) as ws:
+        await ws.send(codec.connected_message())
+        await ws.send(
+            codec.start_message(
+                stream_sid="MZ" + "c" * 32,
+                call_sid=call_sid,
+                account_sid=settings.twilio_account_sid,
+                custom_parameters={"from": CALLER, "to": BAY_AREA_LINE, "token": "forged"},
+            )
+        )
+        assert await close_code(ws) == 1008
+    assert voice.stt.streams == []
+
+
+async def test_a_whole_booking_call_through_deepgram(voice: Voice, db: Sessions) -> None:
+    with FakeDeepgram(stt_final_delay=0.05, tts_first_byte_delay=0.02, chars_per_second=120) as deepgram:
+        deepgram.script_transcripts(
+            f"Hi, what's open on {spoken_day(EVENT_DAY)}?",
+            "6pm please, for 15 adults and 2 kids",
+            "Jane Roe",
+            "yes",
+        )
+        voice.ctx.extras["stt"] = DeepgramSTT(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        voice.ctx.extras["tts"] = DeepgramTTS(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        async with voice.call() as sim:
+            await sim.wait_for_agent_silence(quiet_for=0.3)
+            for _ in range(4):
+                await sim.say(tone_ulaw(300, 600))
+                await sim.wait_for_agent_silence(quiet_for=0.4)
+            assert all(turn.latency is not None for turn in sim.turns)
+    await until(lambda: _ended(db, sim.call_sid))
+    async with db() as session:
+        [booking] = await session.scalars(select(Booking))
+    assert (booking.event_date, booking.start_time, booking.adults, booking.children) == (
+        EVENT_DAY,
+        time(18, 0),
+        15,
+        2,
+    )
+    said = await messages(db)
+    assert [m.text for m in said if m.role is Role.customer] == [
+        f"Hi, what's open on {spoken_day(EVENT_DAY)}?",
+        "6pm please, for 15 adults and 2 kids",
+        "Jane Roe",
+        "yes",
+    ]
+    assert booking.code in said[-1].text
+    lines = await costs(db)
+    assert lines[CostKind.stt].item == "deepgram"
+    assert lines[CostKind.stt].usd > 0
+    assert lines[CostKind.tts].item == "deepgram"
+    assert lines[CostKind.tts].usd > 0
