@@ -235,7 +235,8 @@ def call(
     url: Annotated[str, typer.Option(help="where the server listens")] = "http://127.0.0.1:8000",
 ) -> None:
     """Place a simulated call (Twilio webhook + Media Streams, synthesised caller audio) and print it."""
-    from telephony.twilio.call_cli import place_call
+    from booking_tools.customers.phone import to_e164
+    from telephony.twilio.call_cli import latency_breakdown, place_call
 
     logging.basicConfig(level=logging.WARNING)
     settings = Settings()
@@ -257,6 +258,12 @@ def call(
             f"turns: {len(turns)}; speech end -> first agent audio: "
             f"median {latencies[len(latencies) // 2]:.0f} ms, max {latencies[-1]:.0f} ms"
         )
+    if settings.hibachi_admin_api_key:
+        breakdown = asyncio.run(
+            latency_breakdown(server_url=url, api_key=settings.hibachi_admin_api_key, phone=to_e164(from_))
+        )
+        for line in breakdown:
+            typer.echo(line)
 
 
 if __name__ == "__main__":

@@ -154,3 +154,31 @@ def test_hibachi_chat_completes_a_booking_with_no_keys(tmp_path_factory: pytest.
     assert "Shall I book it?" in replies[2]
     assert "booking code is" in replies[3]
     assert "deposit" in replies[3]
+
+
+def test_hibachi_call_books_by_voice_on_local_engines(server: LiveServer) -> None:
+    day = date.today() + timedelta(days=13)
+    lines = [
+        f"Hi, I'd like to book a party for 12 adults on {day:%B} {day.day} at 6 pm.",
+        "My name is Maria Lopez.",
+    ]
+    result = subprocess.run(
+        [str(HIBACHI), "call", "--from", "+14085550152", "--to", "+14085550199", "--url", server.base_url]
+        + [arg for line in [*lines, "Yes please."] for arg in ("--say", line)],
+        env={**os.environ, "PUBLIC_BASE_URL": server.base_url, "HIBACHI_ADMIN_API_KEY": server.admin_key},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "speech end -> first agent audio" in result.stdout
+    assert "first_audio_sent" in result.stdout  # the server's per-turn breakdown
+    with httpx.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {server.admin_key}"}
+    ) as api:
+        [booking] = api.get("/v1/bookings", params={"phone": "+14085550152"}).json()["items"]
+        conversation = api.get("/v1/conversations", params={"phone": "+14085550152"}).json()["items"][0]
+    assert (booking["event_date"], booking["start_time"], booking["adults"]) == (day.isoformat(), "18:00", 12)
+    assert booking["status"] == "pending_deposit"
+    assert conversation["channel"] == "voice"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import httpx
+
 from agent.speech.local import LocalSTT, LocalTTS
 from telephony.twilio.call_sim import SimulatedCall
 
@@ -62,3 +64,29 @@ async def place_call(
         if not call.closed:
             await call.hang_up()
     return turns
+
+
+MARK_ORDER = ("final_transcript", "first_token", "first_sentence", "first_tts_byte", "first_audio_sent")
+
+
+async def latency_breakdown(*, server_url: str, api_key: str, phone: str) -> list[str]:
+    """The server's own per-turn marks (ms after the caller's speech ended) for `phone`'s last call."""
+    async with httpx.AsyncClient(base_url=server_url, headers={"Authorization": f"Bearer {api_key}"}) as api:
+        listing = await api.get("/v1/conversations", params={"phone": phone, "channel": "voice", "limit": 1})
+        listing.raise_for_status()
+        items = listing.json()["items"]
+        if not items:
+            return []
+        detail = (await api.get(f"/v1/conversations/{items[0]['id']}")).json()
+    lines: list[str] = []
+    for message in detail["messages"]:
+        marks = message.get("marks") or {}
+        if message["role"] == "agent" and "final_transcript" in marks:
+            stages = ", ".join(f"{name} {marks[name]:.0f}" for name in MARK_ORDER if name in marks)
+            lines.append(f"turn {len(lines) + 1}: {stages} (ms after the caller stopped speaking)")
+    cost = detail["cost"]
+    lines.append(
+        f"call cost ${float(cost['usd']):.4f}: STT {cost['stt_seconds']:.1f} s, "
+        f"TTS {cost['tts_characters']} chars, {cost['prompt_tokens'] + cost['completion_tokens']} tokens"
+    )
+    return lines
