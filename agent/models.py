@@ -90,6 +90,11 @@ class Conversation(TimestampMixin, Base):
     last_activity_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     summary: Mapped[str | None] = mapped_column(Text)
+    # Provider call facts (RingCentral: last event sequence, party, status, recordings,
+    # forwarding) and the post-call analysis; empty for texts.
+    call_details: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
 
 
 class Message(Base):

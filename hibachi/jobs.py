@@ -28,9 +28,10 @@ def arq_redis_settings(settings: Settings) -> RedisSettings:
 
 
 def functions() -> list[Any]:
+    from agent.call_tasks import analyse_call_recording, forward_ringing_call
     from booking_tools.messaging.tasks import send_text
 
-    return [send_text]
+    return [send_text, forward_ringing_call, analyse_call_recording]
 
 
 def cron_jobs() -> list[Any]:

@@ -25,18 +25,20 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent.brain import Brain, BrainEvent, BrainRequest, Role
 from agent.brains.deterministic import DeterministicBrain
+from agent.brains.fallback import build_brain
 from agent.engine import ConversationEngine
 from agent.models import Conversation, CostKind, CostLine, Message, ToolCall, Transfer, TransferReason
 from agent.speech.base import SpeechStarted, STTCapabilities, STTEvent, Transcript, UtteranceEnd
 from agent.speech.deepgram import DeepgramSTT, DeepgramTTS
 from agent.tools.base import ToolBox
 from agent.tools.registry import ALL_TOOLS
+from agent.voice.calls import GatedToolBox
 from agent.voice.session import VoiceConfig
-from agent.voice.text import FILLER, STILL_THERE
+from agent.voice.text import FILLER, STILL_THERE, TRANSFER_FAILED
 from booking_tools.bookings.models import Booking
 from booking_tools.messaging.models import OutboundMessage
 from hibachi.app import create_app
@@ -46,9 +48,12 @@ from telephony.audio import tone_ulaw
 from telephony.fakes import FakeTwilio
 from telephony.fakes.deepgram_server import DEFAULT_API_KEY as DEEPGRAM_KEY
 from telephony.fakes.deepgram_server import FakeDeepgram
+from telephony.fakes.openai_server import DEFAULT_API_KEY as OPENAI_KEY
+from telephony.fakes.openai_server import FakeOpenAI, Stall
 from telephony.twilio import codec
 from telephony.twilio.call_sim import SimulatedCall
-from telephony.twilio.voice import stream_token
+from telephony.twilio.signature import SIGNATURE_HEADER, sign
+from telephony.twilio.voice import stream_token, stream_url
 from tests.conftest import PUBLIC_BASE_URL
 
 TZ = ZoneInfo("America/Los_Angeles")
@@ -296,6 +301,11 @@ async def close_code(ws: ClientConnection) -> int | None:
     return ws.close_code
 
 
+def signed(settings: Settings) -> dict[str, str]:
+    """The handshake header Twilio sends: its signature over our stream URL (protocols.md 3.5)."""
+    return {SIGNATURE_HEADER: sign(stream_url(settings), {}, settings.twilio_auth_token)}
+
+
 def media_after(sim: SimulatedCall, moment: float) -> int:
     return sum(1 for chunk in sim.agent_chunks if chunk.received_at > moment)
 
@@ -509,7 +519,7 @@ async def test_malformed_frame_closes_only_that_call(voice: Voice, db: Sessions,
         await good.wait_for_agent_silence(quiet_for=0.1)
         call_sid = "CA" + "b" * 32
         socket = voice.url.replace("http", "ws") + "/twilio/media"
-        async with connect(socket) as bad:
+        async with connect(socket, additional_headers=signed(settings)) as bad:
             await bad.send(codec.connected_message())
             await bad.send(
                 codec.start_message(
@@ -537,7 +547,7 @@ async def test_malformed_frame_closes_only_that_call(voice: Voice, db: Sessions,
 async def test_stream_with_a_bad_token_is_refused(voice: Voice, settings: Settings) -> None:
     socket = voice.url.replace("http", "ws") + "/twilio/media"
     call_sid = "CA" + "c" * 32
-    async with connect(socket) as ws:
+    async with connect(socket, additional_headers=signed(settings)) as ws:
         await ws.send(codec.connected_message())
         await ws.send(
             codec.start_message(
@@ -589,3 +599,285 @@ async def test_a_whole_booking_call_through_deepgram(voice: Voice, db: Sessions)
     assert lines[CostKind.stt].usd > 0
     assert lines[CostKind.tts].item == "deepgram"
     assert lines[CostKind.tts].usd > 0
+
+
+# ---- pre-emptive generation ----------------------------------------------------------------------
+
+
+class RecordingBrain:
+    """Delegates to another brain, keeping each request's text and its toolbox (to see gates)."""
+
+    def __init__(self, inner: Brain) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.texts: list[str] = []
+        self.boxes: list[ToolBox] = []
+
+    async def respond(self, request: BrainRequest, tools: ToolBox) -> AsyncIterator[BrainEvent]:
+        self.texts.append(request.text)
+        self.boxes.append(tools)
+        async for event in self.inner.respond(request, tools):
+            yield event
+
+    def held(self) -> str | None:
+        """The effectful tool the latest draft is parked at, if any."""
+        box = self.boxes[-1] if self.boxes else None
+        return box.held if isinstance(box, GatedToolBox) else None
+
+
+BOOKING_TURNS = (
+    f"Hi, what's open on {spoken_day(EVENT_DAY)}?",
+    "6pm please, for 15 adults and 2 kids",
+    "Jane Roe",
+)
+
+
+def more_than(items: list[str], count: int) -> Callable[[], bool]:
+    return lambda: len(items) > count
+
+
+async def up_to_the_booking_question(voice: Voice, sim: SimulatedCall) -> ScriptedStream:
+    """Greeting, then the caller's answers until the agent asks to confirm the booking."""
+    await sim.wait_for_agent_silence(quiet_for=0.1)
+    stream = await voice.stream()
+    for text in BOOKING_TURNS:
+        before = len(voice.tts.texts)
+        stream.says(text)
+        await eventually(more_than(voice.tts.texts, before))
+        await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
+    return stream
+
+
+async def bookings(db: Sessions) -> list[Booking]:
+    async with db() as session:
+        return list(await session.scalars(select(Booking)))
+
+
+async def test_stable_interim_is_answered_early_and_its_effects_wait_for_the_final(
+    voice: Voice, db: Sessions
+) -> None:
+    brain = RecordingBrain(DeterministicBrain())
+    voice.install_brain(brain)
+    async with voice.call() as sim:
+        stream = await up_to_the_booking_question(voice, sim)
+        stream.speech_started()
+        stream.interim("yes", seconds=0.3)
+        # The draft thinks ahead up to the booking, and parks there: nothing is written yet.
+        await eventually(lambda: brain.held() == "create_booking")
+        assert await bookings(db) == []
+        assert [m.text for m in await messages(db) if m.role is Role.customer] == list(BOOKING_TURNS)
+        spoken = len(voice.tts.texts)
+        stream.final("Yes.", seconds=0.3)
+        await until(lambda: _has_reply_to(db, "Yes."))
+        await eventually(lambda: len(voice.tts.texts) > spoken)
+        await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
+    [booking] = await bookings(db)
+    assert booking.adults == 15
+    assert brain.texts.count("yes") == 1  # the draft was adopted, not run again
+    reply = (await agent_messages(db))[-1]
+    assert "preempted" in reply.marks
+    assert booking.code in reply.text
+
+
+async def _has_reply_to(db: Sessions, text: str) -> bool:
+    said = await messages(db)
+    asked = [m.id for m in said if m.role is Role.customer and m.text == text]
+    return bool(asked) and any(m.reply_to_id == asked[-1] for m in said)
+
+
+async def test_a_caller_who_goes_on_gets_one_answer_and_no_effects_from_the_draft(
+    voice: Voice, db: Sessions, fake_twilio: FakeTwilio
+) -> None:
+    brain = RecordingBrain(DeterministicBrain())
+    voice.install_brain(brain)
+    full = "yes but make it 20 adults"
+    async with voice.call() as sim:
+        stream = await up_to_the_booking_question(voice, sim)
+        stream.speech_started()
+        stream.interim("yes", seconds=0.3)
+        await eventually(lambda: brain.held() == "create_booking")
+        draft_box = brain.boxes[-1]
+        stream.interim("yes but make it", seconds=0.9)
+        stream.final(full, seconds=1.4)
+        await until(lambda: _has_reply_to(db, full))
+        await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
+    # The discarded draft never ran its tool; the full utterance got exactly one answer.
+    assert draft_box.calls == []
+    assert brain.texts[-2:] == ["yes", full]
+    assert all(b.adults != 15 for b in await bookings(db))
+    said = await messages(db)
+    customers = [m for m in said if m.role is Role.customer]
+    assert [m.text for m in customers] == [*BOOKING_TURNS, full]
+    assert len([m for m in said if m.reply_to_id == customers[-1].id]) == 1
+    assert "preempted" not in said[-1].marks
+
+
+async def _answer_latency(voice: Voice, db: Sessions, *, preempt: bool) -> tuple[float, Message]:
+    voice.configure(preempt=preempt)
+    question = f"Hi, what's open on {spoken_day(EVENT_DAY)}?"
+    with FakeDeepgram(
+        stt_final_delay=0.2, interim_every=0.1, chars_per_second=60, tts_first_byte_delay=0.01
+    ) as deepgram:
+        deepgram.script_transcripts(question)
+        voice.ctx.extras["stt"] = DeepgramSTT(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        voice.ctx.extras["tts"] = DeepgramTTS(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        async with voice.call() as sim:
+            await sim.wait_for_agent_silence(quiet_for=0.2)
+            turn = await sim.say(tone_ulaw(300, 800))
+            await sim.wait_for_agent_silence(quiet_for=0.2)
+    await until(lambda: _ended(db, sim.call_sid))
+    assert turn.latency is not None
+    reply = (await agent_messages(db))[-1]
+    assert "6 pm" in reply.text
+    return turn.latency, reply
+
+
+async def test_preemption_gets_audio_to_the_caller_sooner(voice: Voice, db: Sessions) -> None:
+    voice.install_brain(SlowBrain(DeterministicBrain(), delay=0.4))  # an LLM's think time
+    without, plain = await _answer_latency(voice, db, preempt=False)
+    with_preemption, early = await _answer_latency(voice, db, preempt=True)
+    assert "preempted" not in plain.marks
+    assert "preempted" in early.marks
+    # The draft ran during the endpointing wait (300 ms) and the final's delay (200 ms).
+    assert with_preemption <= without - 0.15, (with_preemption, without)
+
+
+# ---- failures and edges over real sockets ------------------------------------------------------
+
+
+async def test_stt_socket_dropped_while_the_caller_speaks_loses_no_words(voice: Voice, db: Sessions) -> None:
+    question = f"Hi, what's open on {spoken_day(EVENT_DAY)}?"
+    with FakeDeepgram(stt_final_delay=0.05, tts_first_byte_delay=0.01, chars_per_second=60) as deepgram:
+        deepgram.script_transcripts(question)
+        voice.ctx.extras["stt"] = DeepgramSTT(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        voice.ctx.extras["tts"] = DeepgramTTS(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        async with voice.call() as sim:
+            await sim.wait_for_agent_silence(quiet_for=0.2)
+            _, spoken = sim.queue_speech(tone_ulaw(300, 900))
+            first = deepgram.listen_connections[0]
+            heard_before = first.audio_bytes
+            await eventually(lambda: first.audio_bytes >= heard_before + 3200)  # 0.4 s into the words
+            assert deepgram.drop_listen_connections() == 1
+            await spoken.wait()
+            await sim.wait_for_agent_silence(quiet_for=0.3)
+        assert len(deepgram.listen_connections) >= 2
+        assert first.dropped
+    await until(lambda: _ended(db, sim.call_sid))
+    said = await messages(db)
+    assert [m.text for m in said if m.role is Role.customer] == [question]
+    assert "6 pm" in said[-1].text
+
+
+async def test_stalled_llms_get_a_filler_then_the_deterministic_answer(
+    voice: Voice, db: Sessions, settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    llm_settings = settings.model_copy(
+        update={
+            "openai_api_key": OPENAI_KEY,
+            "openai_base_url": fake_openai.base_url,
+            "hibachi_llm_first_token_timeout": 0.3,
+        }
+    )
+    voice.install_brain(build_brain(llm_settings, DeterministicBrain()))
+    voice.configure(filler_after=0.2)
+    fake_openai.script(Stall(seconds=2), Stall(seconds=2))
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        stream.says(f"What's open on {spoken_day(EVENT_DAY)}?")
+        await eventually(lambda: any("6 pm" in t for t in voice.tts.texts))
+        await sim.wait_for_agent_silence(quiet_for=0.2, require_audio=False)
+    assert len(fake_openai.chat_requests) == 2  # the primary and the fallback model both stalled
+    filler_at = voice.tts.texts.index(FILLER)
+    answer_at = next(i for i, t in enumerate(voice.tts.texts) if "6 pm" in t)
+    assert filler_at < answer_at
+    reply = (await agent_messages(db))[-1]
+    assert reply.brain == "fallback"
+    assert "6 pm" in reply.text
+    assert reply.marks["filler"] < reply.marks["first_token"]
+
+
+async def test_hanging_up_mid_reply_through_deepgram_keeps_transcript_and_cost(
+    voice: Voice, db: Sessions
+) -> None:
+    question = f"Hi, what's open on {spoken_day(EVENT_DAY)}?"
+    with FakeDeepgram(stt_final_delay=0.05, tts_first_byte_delay=0.01, chars_per_second=40) as deepgram:
+        deepgram.script_transcripts(question)
+        voice.ctx.extras["stt"] = DeepgramSTT(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        voice.ctx.extras["tts"] = DeepgramTTS(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        async with voice.call() as sim:
+            await sim.wait_for_agent_silence(quiet_for=0.2)
+            turn = await sim.say(tone_ulaw(300, 900))
+            await eventually(lambda: turn.first_agent_audio_at is not None, within=5)
+            await sim.pause(0.4)
+    await until(lambda: _ended(db, sim.call_sid))
+    said = await messages(db)
+    assert [m.role for m in said] == [Role.agent, Role.customer, Role.agent]
+    assert said[1].text == question
+    reply = said[-1]
+    assert reply.truncated
+    assert len(reply.text) < len(reply.marks["generated"])
+    lines = await costs(db)
+    assert lines[CostKind.stt].item == "deepgram"
+    assert lines[CostKind.stt].quantity > 0
+    assert lines[CostKind.tts].item == "deepgram"
+    assert lines[CostKind.voice].quantity > 0
+
+
+async def test_a_failed_transfer_apologises_and_gives_the_staff_number(
+    voice: Voice, db: Sessions, fake_twilio: FakeTwilio
+) -> None:
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        fake_twilio.end_call(sim.call_sid)  # Twilio will refuse to update this call
+        await sim.press("0")
+        sorry = TRANSFER_FAILED.format(staff=STAFF_LINE)
+        await eventually(lambda: sorry in voice.tts.texts)
+        await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
+        assert not sim.closed  # the call goes on with the agent
+    said = [m.text for m in await agent_messages(db)]
+    assert any("passing you to our team" in text for text in said)
+    assert said[-1] == sorry
+    assert [u for u in fake_twilio.call_updates if u["call_sid"] == sim.call_sid] == []
+
+
+async def test_stream_handshake_without_twilio_signature_is_refused(
+    voice: Voice, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    socket = voice.url.replace("http", "ws") + "/twilio/media"
+    forged = {SIGNATURE_HEADER: sign(stream_url(settings), {}, "not-the-auth-token")}
+    for headers in ({}, forged):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(socket, additional_headers=headers):
+                pass
+        assert refused.value.response.status_code == 403
+    assert voice.stt.streams == []
+    assert "X-Twilio-Signature" in caplog.text
+
+
+class FinalsOnlySTT(ScriptedSTT):
+    """An STT like LocalSTT: speech starts and whole-utterance finals, no interim results."""
+
+    name = "finals-only"
+    capabilities = STTCapabilities(interim_results=False, endpointing=True, vad_events=True)
+
+
+async def test_without_interim_results_a_final_over_the_agent_barges_in(voice: Voice, db: Sessions) -> None:
+    stt = FinalsOnlySTT()
+    voice.ctx.extras["stt"] = stt
+    voice.tts.frames_per_word = 8  # the greeting takes seconds
+    async with voice.call() as sim:
+        await eventually(lambda: len(stt.streams) == 1)
+        stream = stt.streams[0]
+        await eventually(lambda: len(sim.agent_chunks) > 5)
+        stream.speech_started()
+        stream.final("uh huh", seconds=0.6)
+        stream.final("okay sure", seconds=0.6)
+        await sim.pause(0.2)
+        assert sim.clears == []  # backchannels never interrupt
+        stream.speech_started()
+        stream.final(f"what's open on {spoken_day(EVENT_DAY)}", seconds=1.2)
+        await eventually(lambda: bool(sim.clears))
+        await eventually(lambda: any("6 pm" in t for t in voice.tts.texts))
+    greeting = (await agent_messages(db))[0]
+    assert greeting.truncated

@@ -23,12 +23,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from agent import sentiment
+from agent import prompts, sentiment
 from agent.brain import BrainRequest, Channel, ModelUsage, Role, TextDelta
 from agent.engine import SORRY, ConversationEngine, UnknownAgentNumber, tool_call_row
 from agent.models import Conversation, ConversationStatus, Message
 from agent.state import load_state, save_state
-from agent.tools.base import Effect, ToolBox, ToolCallRecord, ToolContext, ToolResult
+from agent.tools.base import Effect, Tool, ToolBox, ToolCallRecord, ToolContext, ToolResult
 from booking_tools.customers.service import find_customer
 from booking_tools.locations.service import location_for_agent_phone
 from hibachi.db import new_id, unit_of_work
@@ -157,9 +157,16 @@ class VoiceCalls:
         The caller's words are committed first. If the task is cancelled (the caller hung
         up), the text produced so far is written, marked truncated, before re-raising.
         """
-        engine = self.engine
-        now = engine.clock()
-        score = sentiment.score(text)
+        customer_message_id = await self._write_customer(call, text)
+        draft = TurnDraft(self, call, text, customer_message_id=customer_message_id)
+        return await draft.confirm(text, on_text=on_text, marks=marks)
+
+    def draft(self, call: VoiceCall, text: str) -> TurnDraft:
+        """Start thinking about `text` before it is final (pre-emptive generation, see `TurnDraft`)."""
+        return TurnDraft(self, call, text)
+
+    async def _write_customer(self, call: VoiceCall, text: str) -> int:
+        now = self.engine.clock()
         async with unit_of_work(self.app.sessions) as session:
             inbound = Message(
                 conversation_id=call.conversation_id,
@@ -167,77 +174,14 @@ class VoiceCalls:
                 text=text,
                 created_at=now,
                 provider=call.provider,
-                sentiment=score,
+                sentiment=sentiment.score(text),
                 marks={},
             )
             session.add(inbound)
             live = await session.get_one(Conversation, call.conversation_id)
             live.last_activity_at = now
             await session.flush()
-            customer_message_id = inbound.id
-        async with self.app.sessions() as session:
-            history = await engine.history(session, call.conversation_id, before=customer_message_id)
-            earlier = await engine.earlier_sentiments(
-                session, call.conversation_id, before=customer_message_id
-            )
-            customer = await find_customer(session, phone=call.customer_phone)
-        state = await load_state(self.app.redis, call.conversation_id)
-        request = BrainRequest(
-            conversation_id=call.conversation_id,
-            channel=Channel.voice,
-            text=text,
-            history=history,
-            now=now,
-            location_slug=call.location_slug,
-            customer_phone=call.customer_phone,
-            customer_name=customer.name if customer else None,
-            state=state,
-            sentiment=score,
-            offer_human=sentiment.sharp_negative_trend([*earlier, score]),
-        )
-        toolbox = ToolBox(self._tool_context(call, now), engine.tools)
-        parts: list[str] = []
-        usages: list[ModelUsage] = []
-        try:
-            async with asyncio.timeout(engine.turn_timeout):
-                async for event in engine.brain.respond(request, toolbox):
-                    if isinstance(event, TextDelta):
-                        parts.append(event.text)
-                        on_text(event.text)
-                    else:
-                        usages.append(event)
-        except asyncio.CancelledError:
-            # The call dropped mid-turn: keep what was produced (the brain's state is not saved).
-            await self._write_reply(
-                call,
-                customer_message_id,
-                "".join(parts).strip(),
-                toolbox.calls,
-                usages,
-                marks,
-                truncated=True,
-            )
-            raise
-        except Exception:
-            log.exception("brain failed on call %s", call.call_sid)
-            if not parts:
-                sorry = SORRY.format(staff=call.staff_phone)
-                parts.append(sorry)
-                on_text(sorry)
-        await save_state(self.app.redis, call.conversation_id, request.state)
-        reply = "".join(parts).strip()
-        agent_message_id = await self._write_reply(
-            call, customer_message_id, reply, toolbox.calls, usages, marks, truncated=False
-        )
-        effect = next((c.result.effect for c in reversed(toolbox.calls) if c.result.effect), None)
-        return VoiceTurnResult(
-            customer_message_id=customer_message_id,
-            agent_message_id=agent_message_id,
-            text=reply,
-            effect=effect,
-            tool_calls=list(toolbox.calls),
-            transfer_to=_transfer_target(toolbox.calls),
-        )
+            return inbound.id
 
     async def call_tool(self, call: VoiceCall, name: str, arguments: dict[str, Any]) -> ToolResult:
         """Run one tool outside a brain turn (DTMF 0 -> transfer_to_staff) and record the call."""
@@ -277,6 +221,23 @@ class VoiceCalls:
             )
             for charge in charges:
                 ConversationEngine.charge(session, call.conversation_id, None, charge)
+
+    async def _charge_discarded(self, call: VoiceCall, usages: list[ModelUsage]) -> None:
+        """Model tokens a discarded draft spent: charged to the conversation, tied to no message."""
+        engine = self.engine
+        async with unit_of_work(self.app.sessions) as session:
+            for usage in usages:
+                engine.charge(
+                    session,
+                    call.conversation_id,
+                    None,
+                    engine.prices.llm(
+                        model=usage.model,
+                        prompt_tokens=usage.prompt_tokens,
+                        cached_tokens=usage.cached_tokens,
+                        completion_tokens=usage.completion_tokens,
+                    ),
+                )
 
     def _tool_context(self, call: VoiceCall, now: datetime) -> ToolContext:
         return ToolContext(
@@ -353,3 +314,192 @@ def _transfer_target(tool_calls: list[ToolCallRecord]) -> str | None:
             phone = record.result.data.get("staff_phone")
             return str(phone) if phone else None
     return None
+
+
+LATEST = 2**63 - 1  # "before" every message id: a draft reads the whole history so far
+
+
+class GatedToolBox(ToolBox):
+    """A `ToolBox` whose effectful tools wait until the turn is confirmed.
+
+    Read-only tools (`prompts.READ_ONLY_TOOLS`) run at once; any other tool call parks
+    (`held` names it) until `gate` is set, and is simply never run if the draft is
+    cancelled while parked.
+    """
+
+    def __init__(self, context: ToolContext, tools: list[Tool], gate: asyncio.Event) -> None:
+        super().__init__(context, tools)
+        self.gate = gate
+        self.held: str | None = None
+
+    async def call(self, name: str, arguments: dict[str, Any] | str) -> ToolResult:
+        if not self.gate.is_set() and prompts.has_effects(name):
+            self.held = name
+            await self.gate.wait()
+            self.held = None
+        return await super().call(name, arguments)
+
+
+class TurnDraft:
+    """One brain turn, possibly started before the caller's words were final.
+
+    Pre-emptive generation: the session starts a draft on a stable interim transcript
+    and later either confirms it (`confirm`, the final says the same words) or throws it
+    away (`discard`, the caller went on). Until it is confirmed a draft has no effects
+    anywhere:
+
+    - nothing is written: not the caller's message, not the reply, not tool calls, not the
+      brain's state (the brain works on its own copy, loaded from Redis, saved only on
+      confirmation);
+    - no audio: the text the brain streams is buffered and handed to `on_text` only on
+      confirmation;
+    - only read-only tools run; the first effectful tool call (create_booking, transfer,
+      a text message...) parks until confirmation (`GatedToolBox`), so the brain thinks
+      ahead as far as it safely can and no further.
+
+    Confirmation writes the caller's final text, flushes the buffered reply, opens the
+    tool gate, and from then on the turn is an ordinary one (its end writes the reply,
+    tool calls, state and cost). Discarding cancels the brain; the only trace is the
+    cost of model tokens already spent, charged to the conversation. The brain saw the
+    interim's text, so the session confirms only when the final has the same words.
+    """
+
+    def __init__(
+        self, calls: VoiceCalls, call: VoiceCall, text: str, *, customer_message_id: int | None = None
+    ) -> None:
+        self.calls = calls
+        self.call = call
+        self.text = text
+        self.customer_message_id = customer_message_id
+        self.parts: list[str] = []
+        self.usages: list[ModelUsage] = []
+        self.toolbox: GatedToolBox | None = None
+        self.request: BrainRequest | None = None
+        self.failed = False
+        self._gate = asyncio.Event()
+        self._on_text: Callable[[str], None] | None = None
+        self._buffered: list[str] = []
+        self._settled = False  # confirmed-and-cancelled, or discarded: its cost is accounted for
+        self._task = asyncio.create_task(self._think(), name=f"voice-draft:{call.call_sid}")
+
+    @property
+    def confirmed(self) -> bool:
+        return self._gate.is_set()
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.parts)
+
+    @property
+    def held_tool(self) -> str | None:
+        """The effectful tool the draft is waiting to call, if it got that far."""
+        return self.toolbox.held if self.toolbox is not None else None
+
+    async def _think(self) -> None:
+        calls, engine, call = self.calls, self.calls.engine, self.call
+        now = engine.clock()
+        before = self.customer_message_id or LATEST
+        score = sentiment.score(self.text)
+        async with calls.app.sessions() as session:
+            history = await engine.history(session, call.conversation_id, before=before)
+            earlier = await engine.earlier_sentiments(session, call.conversation_id, before=before)
+            customer = await find_customer(session, phone=call.customer_phone)
+        state = await load_state(calls.app.redis, call.conversation_id)
+        self.request = request = BrainRequest(
+            conversation_id=call.conversation_id,
+            channel=Channel.voice,
+            text=self.text,
+            history=history,
+            now=now,
+            location_slug=call.location_slug,
+            customer_phone=call.customer_phone,
+            customer_name=customer.name if customer else None,
+            state=state,
+            sentiment=score,
+            offer_human=sentiment.sharp_negative_trend([*earlier, score]),
+        )
+        self.toolbox = toolbox = GatedToolBox(calls._tool_context(call, now), list(engine.tools), self._gate)
+        try:
+            async with asyncio.timeout(engine.turn_timeout):
+                async for event in engine.brain.respond(request, toolbox):
+                    if isinstance(event, TextDelta):
+                        self.parts.append(event.text)
+                        if self._on_text is None:
+                            self._buffered.append(event.text)
+                        else:
+                            self._on_text(event.text)
+                    else:
+                        self.usages.append(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("brain failed on call %s", call.call_sid)
+            self.failed = True
+
+    async def confirm(
+        self, final_text: str, *, on_text: Callable[[str], None], marks: dict[str, Any] | None = None
+    ) -> VoiceTurnResult:
+        """The caller said it: commit their words, let the reply out, finish the turn."""
+        calls, call = self.calls, self.call
+        try:
+            if self.customer_message_id is None:
+                self.customer_message_id = await calls._write_customer(call, final_text)
+            self._on_text = on_text
+            buffered, self._buffered = self._buffered, []
+            for delta in buffered:
+                on_text(delta)
+            self._gate.set()
+            await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            # The call dropped mid-turn: keep what was produced (the brain's state is not saved).
+            self._settled = True
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            if self.customer_message_id is not None:
+                toolbox_calls = self.toolbox.calls if self.toolbox is not None else []
+                await calls._write_reply(
+                    call,
+                    self.customer_message_id,
+                    "".join(self.parts).strip(),
+                    toolbox_calls,
+                    self.usages,
+                    marks,
+                    truncated=True,
+                )
+            raise
+        customer_message_id = self.customer_message_id
+        if self.failed and not self.parts:
+            sorry = SORRY.format(staff=call.staff_phone)
+            self.parts.append(sorry)
+            on_text(sorry)
+        if self.request is not None:
+            await save_state(calls.app.redis, call.conversation_id, self.request.state)
+        tool_calls = self.toolbox.calls if self.toolbox is not None else []
+        reply = "".join(self.parts).strip()
+        agent_message_id = await calls._write_reply(
+            call, customer_message_id, reply, tool_calls, self.usages, marks, truncated=False
+        )
+        effect = next((c.result.effect for c in reversed(tool_calls) if c.result.effect), None)
+        return VoiceTurnResult(
+            customer_message_id=customer_message_id,
+            agent_message_id=agent_message_id,
+            text=reply,
+            effect=effect,
+            tool_calls=list(tool_calls),
+            transfer_to=_transfer_target(tool_calls),
+        )
+
+    def cancel(self) -> None:
+        """Stop thinking now (synchronous; `discard` then settles the cost)."""
+        if not self.confirmed:
+            self._task.cancel()
+
+    async def discard(self) -> None:
+        """The caller went on: stop thinking; nothing was said or done (tokens spent are charged)."""
+        if self.confirmed or self._settled:
+            return
+        self._settled = True
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        if self.usages:
+            await self.calls._charge_discarded(self.call, self.usages)

@@ -34,11 +34,6 @@ SEND_JITTER = Histogram(
 
 
 @dataclass(slots=True, frozen=True)
-class Frame:
-    ulaw: bytes
-
-
-@dataclass(slots=True, frozen=True)
 class MarkItem:
     name: str
 
@@ -48,7 +43,7 @@ class Cue:
     callback: Callable[[], None]
 
 
-PacerItem = Frame | MarkItem | Cue
+PacerItem = bytes | MarkItem | Cue  # audio frames are queued as bare bytes: no wrapper per frame
 
 
 def frames_of(ulaw: bytes, remainder: bytearray) -> list[bytes]:
@@ -101,7 +96,7 @@ class Pacer:
     # ---- producer side ----------------------------------------------------------------
 
     def push_audio(self, frames: list[bytes]) -> None:
-        self._queue.extend(Frame(f) for f in frames)
+        self._queue.extend(frames)
         self._ready.set()
 
     def push_mark(self, name: str) -> None:
@@ -122,7 +117,7 @@ class Pacer:
 
     @property
     def queued_frames(self) -> int:
-        return sum(1 for item in self._queue if isinstance(item, Frame))
+        return sum(1 for item in self._queue if isinstance(item, bytes))
 
     def playout_end(self) -> float:
         """When the audio sent so far finishes playing (monotonic), assuming real-time playback."""
@@ -171,4 +166,4 @@ class Pacer:
             self._queue.popleft()
             self._run_frames += 1
             self.frames_sent += 1
-            await self._send_media(item.ulaw)
+            await self._send_media(item)

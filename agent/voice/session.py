@@ -14,6 +14,21 @@ our queued audio at once, sends Twilio `clear`, stops the rest of the turn's spe
 to what the caller heard: the sentences whose marks came back, plus the played share
 of the current one.
 
+An STT without interim results (LocalSTT) reports words only as finals, once the
+caller stopped: a non-backchannel final that arrives while the agent speaks is a
+barge-in too, so such callers can still interrupt.
+
+Pre-emptive generation (`VoiceConfig.preempt`, on when the STT has interim results):
+when the caller's words (finals so far + the latest interim, compared as lower-case
+words) have not changed for `preempt_after` (180 ms), a `TurnDraft` starts the brain
+on them. The draft has no effects until confirmed: it writes nothing, its text is
+buffered (no audio), and its first effectful tool call waits. When the final arrives
+with the same words the turn adopts the draft (its reply is already there: the
+endpointing wait and the final's delay are hidden); if new words arrive, or the final
+differs, the draft is cancelled and the full utterance gets one ordinary turn. At
+most `preempt_max_per_turn` drafts per caller turn; none while a turn runs or the agent
+speaks. The adopted turn's marks include `preempted` (the draft's start).
+
 The reply is spoken sentence by sentence while the brain still streams. If no text
 comes within `filler_after` (a slow tool), a short filler is said. Per turn, latency
 marks in ms from the caller's end of speech (speech_end, final_transcript,
@@ -37,7 +52,7 @@ from prometheus_client import Histogram
 from agent.models import TransferReason
 from agent.speech.base import STT, TTS, SpeechStarted, STTEvent, STTStream, Transcript, UtteranceEnd
 from agent.tools.base import Effect
-from agent.voice.calls import CallUsage, VoiceCall, VoiceCalls, VoiceTurnResult
+from agent.voice.calls import CallUsage, TurnDraft, VoiceCall, VoiceCalls, VoiceTurnResult
 from agent.voice.pacer import FRAME_SECONDS, Pacer, frames_of, pad_frame
 from agent.voice.text import (
     FILLER,
@@ -49,6 +64,7 @@ from agent.voice.text import (
     greeting,
     is_backchannel,
     wants_floor,
+    words,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +88,11 @@ class VoiceConfig:
     barge_in_min_words: int = 2
     barge_in_min_seconds: float = 0.4
     pacer_lead_frames: int = 3
+    # Pre-emptive generation (see `agent.voice.calls.TurnDraft`): start the brain once the
+    # caller's words have not changed for `preempt_after` s, before the final transcript.
+    preempt: bool = True
+    preempt_after: float = 0.18
+    preempt_max_per_turn: int = 3  # drafts per caller turn (each may spend model tokens)
 
 
 class CallLink(Protocol):
@@ -123,7 +144,23 @@ class CallerGone:
     pass
 
 
-SessionEvent = SttIn | PlaybackMark | KeyPress | Silence | TimeLimit | CallerGone
+@dataclass(slots=True, frozen=True)
+class Stable:
+    """The caller's words have not changed for `preempt_after` (version of those words)."""
+
+    version: int
+
+
+SessionEvent = SttIn | PlaybackMark | KeyPress | Silence | TimeLimit | CallerGone | Stable
+
+
+@dataclass(slots=True, frozen=True)
+class Preemption:
+    """A draft turn started on a stable interim: its words (normalised) and start time."""
+
+    draft: TurnDraft
+    words: tuple[str, ...]
+    started: float
 
 
 # ---- what the agent says -------------------------------------------------------------------
@@ -261,6 +298,16 @@ class VoiceSession:
         self._ended = asyncio.Event()
         self.tts_characters = 0
         self.transferred_to: str | None = None
+        # Pre-emptive generation: the caller's words so far, and the draft thinking about them.
+        self._preempt = self.config.preempt and stt.capabilities.interim_results
+        self._candidate: tuple[str, ...] = ()
+        self._candidate_text = ""
+        self._candidate_version = 0
+        self._stable_timer: asyncio.TimerHandle | None = None
+        self._preemption: Preemption | None = None
+        self._drafts_this_turn = 0
+        self.drafts_started = 0
+        self.drafts_discarded = 0
 
     # ---- feeding from the edge ---------------------------------------------------------
 
@@ -326,6 +373,8 @@ class VoiceSession:
                 self._on_time_limit()
             case CallerGone():
                 self._ending = True
+            case Stable(version=version):
+                self._on_stable(version)
 
     # ---- STT events: turn-taking and barge-in ------------------------------------------
 
@@ -350,6 +399,8 @@ class VoiceSession:
                     await self._barge_in()
             if transcript.is_final:
                 self._segments.append(text)
+            if self._preempt and not transcript.speech_final:
+                self._track_words(text, transcript.is_final)
         if transcript.speech_final:
             self._end_of_turn(transcript.end)
 
@@ -359,6 +410,11 @@ class VoiceSession:
     def _end_of_turn(self, last_word_end: float) -> None:
         text = " ".join(self._segments).strip()
         self._segments.clear()
+        preemption, self._preemption = self._preemption, None
+        self._reset_words()
+        if preemption is not None and (not text or tuple(words(text)) != preemption.words):
+            self._discard(preemption)  # the caller went on (or it was noise): think again
+            preemption = None
         if not text:
             return  # empty finals and repeated ends are not turns
         now = self.clock()
@@ -368,7 +424,57 @@ class VoiceSession:
         timing.mark("final_transcript")
         self._silence_strikes = 0
         self._turns_active += 1
-        self._spawn(self._turn(text, timing), "turn")
+        if preemption is not None:
+            timing.marks["preempted"] = round((preemption.started - origin) * 1000, 1)
+        self._spawn(self._turn(text, timing, preemption.draft if preemption else None), "turn")
+
+    # ---- pre-emptive generation --------------------------------------------------------
+
+    def _track_words(self, text: str, is_final: bool) -> None:
+        """Follow the caller's words; (re)start the stability timer whenever they change."""
+        candidate = " ".join(self._segments) if is_final else " ".join((*self._segments, text))
+        said = tuple(words(candidate))
+        if said == self._candidate:
+            return  # same words again (a repeated interim, or its final): still stable
+        self._candidate = said
+        self._candidate_text = candidate
+        self._candidate_version += 1
+        if self._preemption is not None:  # the caller went on: that draft answers the wrong thing
+            preemption, self._preemption = self._preemption, None
+            self._discard(preemption)
+        if self._stable_timer is not None:
+            self._stable_timer.cancel()
+        self._stable_timer = None
+        if said:
+            self._stable_timer = asyncio.get_running_loop().call_later(
+                self.config.preempt_after, self._events.put_nowait, Stable(self._candidate_version)
+            )
+
+    def _reset_words(self) -> None:
+        self._candidate = ()
+        self._candidate_text = ""
+        self._candidate_version += 1  # a Stable already queued is stale now
+        self._drafts_this_turn = 0
+        if self._stable_timer is not None:
+            self._stable_timer.cancel()
+            self._stable_timer = None
+
+    def _on_stable(self, version: int) -> None:
+        if version != self._candidate_version or self._preemption is not None or self._ending:
+            return
+        if self._turns_active or self._brain_lock.locked() or self._agent_speaking():
+            return  # think ahead only when nothing else is going on
+        if self._drafts_this_turn >= self.config.preempt_max_per_turn:
+            return
+        self._drafts_this_turn += 1
+        self.drafts_started += 1
+        draft = self.calls.draft(self.call, self._candidate_text)
+        self._preemption = Preemption(draft, self._candidate, self.clock())
+
+    def _discard(self, preemption: Preemption) -> None:
+        self.drafts_discarded += 1
+        preemption.draft.cancel()  # at once, even if the session is shutting down
+        self._spawn(preemption.draft.discard(), "discard-draft")
 
     def _agent_speaking(self) -> bool:
         return any(not u.done.is_set() for u in self._live)
@@ -395,6 +501,9 @@ class VoiceSession:
         self._disarm_silence()
         if digit == "0":
             await self._barge_in()
+            if self._preemption is not None:
+                preemption, self._preemption = self._preemption, None
+                self._discard(preemption)
             self._spawn(self._transfer_on_request(), "dtmf-transfer")
 
     def _on_silence(self) -> None:
@@ -439,7 +548,7 @@ class VoiceSession:
 
     # ---- turns -------------------------------------------------------------------------
 
-    async def _turn(self, text: str, timing: TurnTiming) -> None:
+    async def _turn(self, text: str, timing: TurnTiming, draft: TurnDraft | None = None) -> None:
         reply = self._utterance("reply", timing)
         filler = self._spawn(self._filler(timing), "filler")
 
@@ -451,7 +560,10 @@ class VoiceSession:
         result: VoiceTurnResult | None = None
         try:
             async with self._brain_lock:
-                result = await self.calls.turn(self.call, text, on_text=on_text, marks=timing.marks)
+                if draft is not None:
+                    result = await draft.confirm(text, on_text=on_text, marks=timing.marks)
+                else:
+                    result = await self.calls.turn(self.call, text, on_text=on_text, marks=timing.marks)
             filler.cancel()
             reply.close_text()
             await reply.done.wait()
@@ -461,6 +573,8 @@ class VoiceSession:
                 if stage in timing.marks:
                     TURN_SECONDS.labels(stage).observe(timing.marks[stage] / 1000)
         except asyncio.CancelledError:
+            if draft is not None:
+                await draft.discard()  # no-op once confirmed
             # The call ended mid-reply: keep what the caller heard.
             if result is not None and result.agent_message_id is not None and not reply.done.is_set():
                 heard = reply.interrupt()
@@ -640,6 +754,11 @@ class VoiceSession:
         self._ending = True
         self._ended.set()
         self.pacer.clear()
+        self._reset_words()
+        if self._preemption is not None:
+            preemption, self._preemption = self._preemption, None
+            preemption.draft.cancel()
+            await preemption.draft.discard()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -19,6 +19,11 @@ audio or text message for `idle_timeout` seconds (10, like Deepgram) it sends an
 socket (close 1011) to test reconnects; an utterance cut before its final gives its
 scripted text back to the front of the script.
 
+`POST /v1/listen` (prerecorded) takes an audio body and answers the standard JSON
+response: the next scripted text as `results.channels[0].alternatives[0].transcript`
+and `metadata.duration` from the body (WAV header, else `encoding`/`sample_rate`,
+else 8 kHz mu-law); requests go to `prerecorded_requests`.
+
 `POST /v1/speak` streams a deterministic tone-and-gap signal as long as the text would
 take to say (`chars_per_second`), after `tts_first_byte_delay`, in chunks; raw for
 `container=none`, else with a WAV header. The `/v1/speak` WebSocket answers `Speak` /
@@ -142,12 +147,14 @@ class FakeDeepgram(ServedFake):
         self.responder: Responder | None = None
         self.listen_connections: list[ListenConnection] = []
         self.speak_requests: list[RecordedRequest] = []
+        self.prerecorded_requests: list[RecordedRequest] = []
         self._script: deque[str] = deque()
         self._lock = threading.Lock()
         self._live: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
         self.app = Starlette(
             routes=[
                 WebSocketRoute("/v1/listen", self._listen),
+                Route("/v1/listen", self._listen_rest, methods=["POST"]),
                 Route("/v1/speak", self._speak_rest, methods=["POST"]),
                 WebSocketRoute("/v1/speak", self._speak_socket),
             ]
@@ -185,6 +192,7 @@ class FakeDeepgram(ServedFake):
         with self._lock:
             self.listen_connections.clear()
             self.speak_requests.clear()
+            self.prerecorded_requests.clear()
             self._script.clear()
             self.responder = None
 
@@ -236,6 +244,47 @@ class FakeDeepgram(ServedFake):
             with self._lock:
                 self._live.pop(conn.index, None)
             session.give_back_unfinished()
+
+    async def _listen_rest(self, request: Request) -> Response:
+        audio = await request.body()
+        query = {k: list(v) for k, v in parse_qs(request.url.query, keep_blank_values=True).items()}
+        record = RecordedRequest(request.method, request.url.path, dict(request.headers), form=query)
+        with self._lock:
+            self.prerecorded_requests.append(record)
+        request_id = str(uuid.uuid4())
+        if not self._authorized(dict(request.headers)):
+            response: Response = _rest_error(401, "INVALID_AUTH", "Invalid credentials.", request_id)
+        elif not audio:
+            response = _rest_error(400, "Bad Request", "Request body is empty.", request_id)
+        else:
+            text = self._take_text() or ""
+            duration = _prerecorded_seconds(audio, query)
+            words = _timed_words(text.split(), 0.0, duration)
+            response = JSONResponse(
+                {
+                    "metadata": {
+                        "transaction_key": "deprecated",
+                        "request_id": request_id,
+                        "sha256": hashlib.sha256(audio).hexdigest(),
+                        "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                        "duration": round(duration, 3),
+                        "channels": 1,
+                        "models": [MODEL_UUID],
+                        "model_info": {MODEL_UUID: MODEL_INFO},
+                    },
+                    "results": {
+                        "channels": [
+                            {
+                                "alternatives": [
+                                    {"transcript": text, "confidence": 0.99 if words else 0.0, "words": words}
+                                ]
+                            }
+                        ]
+                    },
+                }
+            )
+        record.status = response.status_code
+        return response
 
     # -- /v1/speak -----------------------------------------------------------------------
 
@@ -640,6 +689,25 @@ def _timed_words(words: list[str], start: float, end: float) -> list[dict[str, A
         )
         at += length
     return timed
+
+
+def _prerecorded_seconds(audio: bytes, query: dict[str, list[str]]) -> float:
+    """Seconds of audio in a prerecorded body: from a WAV header, else the query's format."""
+    if audio[:4] == b"RIFF" and audio[8:12] == b"WAVE" and len(audio) >= 44:
+        offset, byte_rate, data = 12, 0, 0
+        while offset + 8 <= len(audio):
+            chunk, size = audio[offset : offset + 4], struct.unpack("<I", audio[offset + 4 : offset + 8])[0]
+            if chunk == b"fmt ":
+                byte_rate = struct.unpack("<I", audio[offset + 16 : offset + 20])[0]
+            elif chunk == b"data":
+                data = min(size, len(audio) - offset - 8)
+                break
+            offset += 8 + size + (size & 1)
+        return data / byte_rate if byte_rate else 0.0
+    encoding = (query.get("encoding") or ["mulaw"])[0]
+    rate = int((query.get("sample_rate") or ["8000"])[0])
+    channels = int((query.get("channels") or ["1"])[0])
+    return len(audio) / (rate * BYTES_PER_SAMPLE.get(encoding, 1) * channels)
 
 
 def _frame_rms(frame: bytes, *, mulaw: bool) -> float:

@@ -1,4 +1,4 @@
-"""A local RingCentral platform: OAuth token endpoint and the SMS REST API, on the wire.
+"""A local RingCentral platform: OAuth, SMS, Call Control and recordings, on the wire.
 
 Speaks what the `ringcentral` SDK sends and reads (protocols.md sections 4.1 and 4.5):
 `POST /restapi/oauth/token` with Basic client auth (JWT-bearer and refresh_token
@@ -36,6 +36,30 @@ DEFAULT_PHONE_NUMBERS = ("+16505550100",)
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MAX_TEXT_UTF16 = 1000
 EXTENSION = "/restapi/v1.0/account/{account}/extension/{extension}"
+ACCOUNT = "/restapi/v1.0/account/{account}"
+PARTY = ACCOUNT + "/telephony/sessions/{session}/parties/{party}"
+CALL_TARGETS = ("phoneNumber", "extensionNumber", "voicemail", "parkOrbit", "extensionId")
+
+
+@dataclass(slots=True)
+class FakeCall:
+    """A telephony session the fake knows: Call Control works on its parties."""
+
+    telephony_session_id: str
+    party_id: str
+    from_phone: str
+    to_phone: str
+    direction: str = "Inbound"
+    recording_id: str | None = None
+
+
+@dataclass(slots=True)
+class FakeRecording:
+    recording_id: str
+    content: bytes
+    content_type: str
+    telephony_session_id: str | None
+    duration: int
 
 
 def _iso(moment: datetime) -> str:
@@ -133,6 +157,9 @@ class FakeRingCentral(ServedFake):
         self._refresh: dict[str, float] = {}
         self._failures: deque[_Failure] = deque()
         self._rejections: dict[str, _Failure] = {}
+        self.call_control: list[dict[str, Any]] = []
+        self.calls: dict[str, FakeCall] = {}
+        self.recordings: dict[str, FakeRecording] = {}
         self._ids = itertools.count(3012345678016)
         self._lock = threading.Lock()
         self.app = Starlette(
@@ -142,6 +169,10 @@ class FakeRingCentral(ServedFake):
                 Route(f"{EXTENSION}/sms", self._send_sms, methods=["POST"]),
                 Route(f"{EXTENSION}/phone-number", self._phone_numbers, methods=["GET"]),
                 Route(f"{EXTENSION}/message-store/{{id:int}}", self._get_message, methods=["GET"]),
+                Route(PARTY + "/{action}", self._party_action, methods=["POST"]),
+                Route(f"{ACCOUNT}/call-log", self._call_log, methods=["GET"]),
+                Route(f"{ACCOUNT}/recording/{{id}}", self._recording, methods=["GET"]),
+                Route(f"{ACCOUNT}/recording/{{id}}/content", self._recording_content, methods=["GET"]),
             ]
         )
 
@@ -170,9 +201,96 @@ class FakeRingCentral(ServedFake):
         with self._lock:
             self._access = {token: 0.0 for token in self._access}
 
+    def start_call(
+        self,
+        telephony_session_id: str,
+        *,
+        from_phone: str,
+        to_phone: str,
+        direction: str = "Inbound",
+        party_id: str | None = None,
+    ) -> FakeCall:
+        """Register a telephony session so Call Control can act on it."""
+        call = FakeCall(
+            telephony_session_id,
+            party_id or f"p-{telephony_session_id.removeprefix('s-')}-2",
+            from_phone,
+            to_phone,
+            direction,
+        )
+        with self._lock:
+            self.calls[telephony_session_id] = call
+        return call
+
+    def add_recording(
+        self,
+        recording_id: str,
+        content: bytes,
+        *,
+        content_type: str = "audio/wav",
+        telephony_session_id: str | None = None,
+        duration: int = 0,
+    ) -> FakeRecording:
+        """Store a recording (listed in the call log under its session, if given)."""
+        recording = FakeRecording(recording_id, content, content_type, telephony_session_id, duration)
+        with self._lock:
+            self.recordings[recording_id] = recording
+            call = self.calls.get(telephony_session_id or "")
+            if call is not None:
+                call.recording_id = recording_id
+        return recording
+
+    def session_event(
+        self,
+        call: FakeCall,
+        *,
+        sequence: int,
+        status: str,
+        event_time: datetime,
+        reason: str | None = None,
+        with_recording: bool = False,
+    ) -> dict[str, Any]:
+        """A telephony-session notification (protocols.md 4.6) as it reaches a webhook."""
+        party_status: dict[str, Any] = {"code": status, "rcc": False}
+        if reason:
+            party_status["reason"] = reason
+        party: dict[str, Any] = {
+            "accountId": self.account_id,
+            "extensionId": self.extension_id,
+            "id": call.party_id,
+            "direction": call.direction,
+            "from": {"phoneNumber": call.from_phone},
+            "to": {"phoneNumber": call.to_phone, "extensionId": self.extension_id},
+            "status": party_status,
+            "missedCall": status == "Disconnected" and reason == "NoAnswer",
+            "standAlone": False,
+            "muted": False,
+        }
+        if with_recording and call.recording_id:
+            party["recordings"] = [{"id": call.recording_id, "active": status != "Disconnected"}]
+        return {
+            "uuid": str(next(self._ids)),
+            "event": f"/restapi/v1.0/account/{self.account_id}/telephony/sessions",
+            "timestamp": _iso(event_time),
+            "subscriptionId": "0a4c1e2b-7f3d-4b89-9d1e-6b2c9a0f5e11",
+            "ownerId": self.account_id,
+            "body": {
+                "sequence": sequence,
+                "sessionId": str(61234567016 + sequence),
+                "telephonySessionId": call.telephony_session_id,
+                "serverId": "10.13.121.50.TAM",
+                "eventTime": _iso(event_time),
+                "origin": {"type": "Call"},
+                "parties": [party],
+            },
+        }
+
     def reset(self) -> None:
         """Forget recorded traffic, issued tokens and configured failures."""
         with self._lock:
+            self.call_control.clear()
+            self.calls.clear()
+            self.recordings.clear()
             self.token_requests.clear()
             self.messages.clear()
             self.requests.clear()
@@ -393,6 +511,129 @@ class FakeRingCentral(ServedFake):
                 JSONResponse(found)
                 if found is not None
                 else api_error(404, "CMN-102", "Resource for parameter [messageId] is not found")
+            )
+        self._record(request, response)
+        return response
+
+    async def _party_action(self, request: Request) -> Response:
+        payload: Any = None
+        response = self._bearer_error(request)
+        if response is None:
+            try:
+                payload = await request.json()
+            except json.JSONDecodeError:
+                payload = None
+            response = self._call_control(request, payload)
+        self._record(request, response, body=payload)
+        return response
+
+    def _call_control(self, request: Request, payload: Any) -> Response:
+        params = request.path_params
+        action = params["action"]
+        if action not in ("forward", "transfer"):
+            return api_error(404, "CMN-102", f"Call Control action [{action}] is not supported by the fake")
+        with self._lock:
+            call = self.calls.get(params["session"])
+        if call is None or call.party_id != params["party"]:
+            return api_error(404, "TAS-102", "Telephony session or party not found")
+        body = payload if isinstance(payload, dict) else {}
+        targets = [key for key in CALL_TARGETS if body.get(key)]
+        if len(targets) != 1:
+            return _invalid("phoneNumber")
+        with self._lock:
+            self.call_control.append(
+                {"action": action, "session_id": call.telephony_session_id, "party_id": call.party_id, **body}
+            )
+        return JSONResponse(
+            {
+                "id": call.party_id,
+                "direction": call.direction,
+                "from": {"phoneNumber": call.from_phone},
+                "to": {"phoneNumber": str(body.get("phoneNumber") or call.to_phone)},
+                "status": {"code": "Gone", "reason": "BlindTransfer" if action == "transfer" else "Forward"},
+                "missedCall": False,
+                "standAlone": False,
+                "muted": False,
+            }
+        )
+
+    def _recording_record(self, base: str, recording: FakeRecording) -> dict[str, Any]:
+        uri = f"{base}/restapi/v1.0/account/{self.account_id}/recording/{recording.recording_id}"
+        return {
+            "id": recording.recording_id,
+            "uri": uri,
+            "type": "Automatic",
+            "contentType": recording.content_type,
+            "contentUri": f"{uri}/content",
+            "duration": recording.duration,
+        }
+
+    async def _call_log(self, request: Request) -> Response:
+        response = self._bearer_error(request)
+        if response is None:
+            base = str(request.base_url).rstrip("/")
+            session_id = request.query_params.get("telephonySessionId")
+            with self._lock:
+                calls = [c for c in self.calls.values() if session_id in (None, c.telephony_session_id)]
+                recordings = dict(self.recordings)
+            records = []
+            for call in calls:
+                record: dict[str, Any] = {
+                    "id": f"log-{call.telephony_session_id}",
+                    "telephonySessionId": call.telephony_session_id,
+                    "direction": call.direction,
+                    "type": "Voice",
+                    "from": {"phoneNumber": call.from_phone},
+                    "to": {"phoneNumber": call.to_phone},
+                    "result": "Accepted",
+                }
+                recording = recordings.get(call.recording_id or "")
+                if recording is not None:
+                    record["recording"] = self._recording_record(base, recording)
+                records.append(record)
+            response = JSONResponse(
+                {
+                    "uri": f"{base}{request.url.path}",
+                    "records": records,
+                    "paging": {
+                        "page": 1,
+                        "perPage": 100,
+                        "pageStart": 0,
+                        "pageEnd": max(len(records) - 1, 0),
+                    },
+                    "navigation": {},
+                }
+            )
+        self._record(request, response)
+        return response
+
+    def _find_recording(self, request: Request) -> FakeRecording | Response:
+        with self._lock:
+            recording = self.recordings.get(str(request.path_params["id"]))
+        if recording is None:
+            return api_error(404, "CMN-102", "Resource for parameter [recordingId] is not found")
+        return recording
+
+    async def _recording(self, request: Request) -> Response:
+        response = self._bearer_error(request)
+        if response is None:
+            found = self._find_recording(request)
+            response = (
+                found
+                if isinstance(found, Response)
+                else JSONResponse(self._recording_record(str(request.base_url).rstrip("/"), found))
+            )
+        self._record(request, response)
+        return response
+
+    async def _recording_content(self, request: Request) -> Response:
+        response = self._bearer_error(request)
+        if response is None:
+            found = self._find_recording(request)
+            response = (
+                found
+                if isinstance(found, Response)
+                else Response(found.content, media_type=found.content_type)
             )
         self._record(request, response)
         return response

@@ -1,9 +1,10 @@
-"""`POST /ringcentral/webhook`: subscription handshake and instant SMS events.
+"""`POST /ringcentral/webhook`: subscription handshake, instant SMS and telephony-session events.
 
 RingCentral signs nothing: the `Verification-Token` we set on the subscription is the
 only proof a notification is genuine, so without `RINGCENTRAL_VERIFICATION_TOKEN`
 every notification is refused. Replies leave by REST (RingCentral has no synchronous
-reply), through the outbox.
+reply), through the outbox. Telephony-session events are logged as voice
+conversations by `agent.call_log`, which also schedules forwarding and recording jobs.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from agent.call_log import record_session_event
 from agent.engine import ConversationEngine, InboundText
 from booking_tools.customers.phone import to_e164
+from hibachi.context import AppContext
+from hibachi.db import unit_of_work
 from hibachi.deps import CtxDep
 from hibachi.errors import Forbidden, RuleViolation
+from telephony.ringcentral.sessions import InvalidSessionEvent, is_session_event, parse_session_event
 
 router = APIRouter(tags=["ringcentral"])
 
@@ -58,7 +63,18 @@ async def notification(request: Request, ctx: CtxDep) -> Response:
             accepted = await engine.accept_text(inbound)
             if not accepted.duplicate:
                 engine.spawn_drain(accepted.conversation_id)
+    elif is_session_event(str(payload.get("event", ""))) and isinstance(body, dict):
+        await _session_event(ctx, body)
     return Response(status_code=200, media_type="application/json")
+
+
+async def _session_event(ctx: AppContext, body: dict[str, Any]) -> None:
+    try:
+        event = parse_session_event(body)
+    except InvalidSessionEvent as exc:
+        raise InvalidNotification(str(exc)) from exc
+    async with unit_of_work(ctx.sessions, queue=ctx.queue) as session:
+        await record_session_event(session, event, queue=ctx.queue)
 
 
 def _inbound_sms(body: dict[str, Any]) -> InboundText | None:

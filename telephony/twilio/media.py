@@ -2,7 +2,10 @@
 
 Twilio connects here from `<Connect><Stream>` (see `telephony.twilio.voice`). The
 first messages are `connected` and `start`; `start.customParameters` carry `from`,
-`to`, `call_sid` and the per-call `token`, checked before anything else happens. Then
+`to`, `call_sid` and the per-call `token`, checked before anything else happens. Before
+that, the handshake itself must carry Twilio's `X-Twilio-Signature` over our stream URL
+(protocols.md 3.5, `verify_stream_signature`); without it the upgrade is refused (403)
+and nothing is read. Then
 caller audio, DTMF and playback marks flow in, and paced audio, marks and `clear` flow
 out. `stop` or a dropped socket ends the call: the session cancels its work, keeps the
 transcript and writes the call's cost. A malformed message closes only this socket
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from base64 import b64encode
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
@@ -30,7 +35,8 @@ from hibachi.context import AppContext
 from hibachi.settings import Settings
 from telephony.twilio import codec
 from telephony.twilio.calls import CallControlError, hang_up, transfer_call
-from telephony.twilio.voice import MEDIA_PATH, verify_stream_token
+from telephony.twilio.signature import SIGNATURE_HEADER
+from telephony.twilio.voice import MEDIA_PATH, verify_stream_signature, verify_stream_token
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,10 @@ class TwilioLink:
         self.call_sid = call_sid
         self._send_lock = asyncio.Lock()
         self.closed = False
+        # Outbound audio is the hot path (50 frames a second per call): build its JSON by
+        # concatenation (the stream sid and base64 need no escaping) instead of json.dumps.
+        sid = json.dumps(stream_sid)
+        self._media_head = '{"event":"media","streamSid":' + sid + ',"media":{"payload":"'
 
     async def _send(self, text: str) -> None:
         if self.closed:
@@ -60,7 +70,7 @@ class TwilioLink:
                 self.closed = True
 
     async def send_media(self, ulaw: bytes) -> None:
-        await self._send(codec.media_message(self.stream_sid, ulaw))
+        await self._send(self._media_head + b64encode(ulaw).decode("ascii") + '"}}')
 
     async def send_mark(self, name: str) -> None:
         await self._send(codec.mark_message(self.stream_sid, name))
@@ -118,8 +128,12 @@ async def _pump(websocket: WebSocket, session: VoiceSession) -> None:
 
 @router.websocket(MEDIA_PATH)
 async def media_stream(websocket: WebSocket) -> None:
-    await websocket.accept()
     ctx: AppContext = websocket.app.state.ctx
+    if not verify_stream_signature(ctx.settings, websocket.headers.get(SIGNATURE_HEADER)):
+        log.warning("media stream refused: missing or bad %s", SIGNATURE_HEADER)
+        await websocket.close(code=POLICY_VIOLATION)  # before accept: the upgrade gets a 403
+        return
+    await websocket.accept()
     try:
         start = await _wait_for_start(websocket)
     except codec.CodecError as exc:

@@ -1,0 +1,438 @@
+"""Voice benchmark: N concurrent simulated phone calls against `hibachi serve` with Deepgram and OpenAI fakes.
+
+Starts `hibachi serve` on a throwaway embedded PostgreSQL/Redis with DEEPGRAM_API_KEY /
+DEEPGRAM_BASE_URL pointing at a local FakeDeepgram and OPENAI_API_KEY / OPENAI_BASE_URL
+at a local FakeOpenAI, each fake in a process of its own (`benchmarks.voice_fakes`), so
+that a busy load generator cannot delay the providers' answers and have that counted as
+our latency. This process is the load generator: N `SimulatedCall`s (the Twilio side,
+20 ms paced caller frames over the real Media Streams protocol), started over a short
+ramp. Each call waits for the greeting, then says two speech-like tone bursts that the
+fake recognises by energy as "What's open on December 12?" and "Thanks, that's all.";
+the model answers each with one short sentence.
+
+Provider latencies, as the issue sets them: STT final 300 ms after the caller's speech
+ends (the server asks for `endpointing=300`, and the fake sends the final
+`stt_final_delay` = 0 s after it has seen that much silence), LLM first token 350 ms
+(a `Stall` before the response), TTS first byte 150 ms. Serial sum: 800 ms.
+
+Figures:
+- end of speech -> first agent audio at the caller (`Turn.latency`), p50/p99;
+- our own added latency per turn: that minus the 800 ms of provider latency;
+- server CPU per concurrent call: /proc CPU seconds of the server process (and,
+  separately, the embedded PostgreSQL) over the run / sum of call seconds, % of a core;
+- outbound pacing jitter: |inter-arrival - 20 ms| of our media frames at the simulated
+  caller, within a run of speech (the pacer's first `lead` frames are a deliberate burst
+  and are skipped), and the server's `hibachi_voice_pacer_jitter_seconds` histogram;
+- `--sweep 10,25,50,100,200`: the largest N keeping the caller-side p99 jitter < 20 ms.
+
+The load generator shares the 2 cores with the server; its own event-loop lag and its
+caller-frame send lateness are printed so a reader can tell when it, not the server,
+is the bottleneck.
+
+For scale: Pipecat 1.14 measured ~1.1 s end-of-speech to first audio at 1 call, ~20 %
+of a core per call, and fell over between 6 and 10 concurrent calls on a similar 2-core
+machine.
+
+    .venv/bin/python -m benchmarks.voice [--calls 10] [--sweep 10,25,50,100,200] [--ramp 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.api import _own_cpu, free_port, percentile, postgres_cpu, wait_ready
+from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
+from telephony.audio import silence_ulaw, tone_ulaw
+from telephony.fakes.deepgram_server import DEFAULT_API_KEY as DEEPGRAM_KEY
+from telephony.fakes.openai_server import DEFAULT_API_KEY as OPENAI_KEY
+from telephony.twilio.call_sim import CallSimError, SimulatedCall
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENT = "+14085550199"
+STT_FINAL_S = 0.30  # endpointing (300 ms, what the server asks for) + stt_final_delay (0)
+LLM_FIRST_TOKEN_S = 0.35
+TTS_FIRST_BYTE_S = 0.15
+PROVIDER_S = STT_FINAL_S + LLM_FIRST_TOKEN_S + TTS_FIRST_BYTE_S
+PACER_LEAD = 3  # VoiceConfig.pacer_lead_frames: frames sent at once when speech starts
+RUN_GAP_S = 0.1  # a longer gap between agent frames starts a new run (a new sentence or reply)
+
+TARGET_OVERHEAD_P99_MS = 20.0  # at 100 calls
+TARGET_E2E_P50_MS = 650.0
+TARGET_CALLS = 200  # on 2 cores
+TARGET_JITTER_P99_MS = 20.0
+
+
+def speech(words: int, seed: int) -> bytes:
+    """Speech-like mu-law: `words` tone bursts (160-220 ms, varied pitch) with short gaps."""
+    rng = random.Random(seed)
+    parts: list[bytes] = []
+    for _ in range(words):
+        parts.append(tone_ulaw(rng.uniform(160, 320), rng.choice((160, 180, 200, 220)), amplitude=9000))
+        parts.append(silence_ulaw(rng.choice((40, 60, 80))))
+    return b"".join(parts)
+
+
+@dataclass(slots=True)
+class CallResult:
+    latencies: list[float] = field(default_factory=list)  # s, per answered turn
+    unanswered: int = 0
+    seconds: float = 0.0
+    jitter_ms: list[float] = field(default_factory=list)
+    send_late_p99_ms: float = 0.0
+    error: str | None = None
+
+
+def frame_jitter(arrivals: Sequence[float]) -> list[float]:
+    """|inter-arrival - 20 ms| (ms) of agent frames within runs, skipping each run's lead burst."""
+    out: list[float] = []
+    in_run = 0
+    for previous, current in itertools.pairwise(arrivals):
+        gap = current - previous
+        if gap > RUN_GAP_S:
+            in_run = 0
+            continue
+        in_run += 1
+        if in_run > PACER_LEAD:
+            out.append(abs(gap - 0.02) * 1000)
+    return out
+
+
+async def one_call(base: str, index: int, delay: float, call_timeout: float) -> CallResult:
+    result = CallResult()
+    await asyncio.sleep(delay)
+    call = SimulatedCall(
+        base,
+        base,
+        DEV_TWILIO_AUTH_TOKEN,
+        DEV_TWILIO_ACCOUNT_SID,
+        f"+1408557{index % 10000:04d}",
+        AGENT,
+        timeout=call_timeout,
+    )
+    try:
+        async with call:
+            await call.wait_for_agent_silence(quiet_for=0.4)  # the greeting
+            for words, seed in ((6, index), (3, index + 100_000)):
+                turn = await call.say(speech(words, seed))
+                await call.wait_for_agent_silence(quiet_for=0.4)
+                if turn.latency is None:
+                    result.unanswered += 1
+                else:
+                    result.latencies.append(turn.latency)
+            result.seconds = call.now()
+    except (CallSimError, TimeoutError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.seconds = call.now() if call.target is not None else 0.0
+    result.jitter_ms = frame_jitter([chunk.received_at for chunk in call.agent_chunks])
+    if call.frames_sent > 1:
+        result.send_late_p99_ms = call.pacing().p99_late_ms
+    return result
+
+
+async def loop_lag(samples: list[float], stop: asyncio.Event) -> None:
+    """How late a 10 ms timer fires in this (the load generator's) event loop, in ms."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        due = loop.time() + 0.01
+        await asyncio.sleep(0.01)
+        samples.append((loop.time() - due) * 1000)
+
+
+def histograms(text: str) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts of our voice histograms: name{stage} -> {upper bound: count}."""
+    out: dict[str, dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in ("hibachi_voice_pacer_jitter_seconds", "hibachi_voice_turn_seconds"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                stage = sample.labels.get("stage")
+                key = family.name + (f"{{{stage}}}" if stage else "")
+                out.setdefault(key, {})[float(sample.labels["le"])] = sample.value
+    return out
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> tuple[float, int]:
+    """The upper bound of the bucket holding quantile `q` of what was observed in between; and n."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        return float("nan"), 0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= q * total:
+            return bound, int(total)
+    return bounds[-1], int(total)
+
+
+@dataclass(slots=True)
+class Processes:
+    server: subprocess.Popen[bytes]
+    fakes: dict[str, subprocess.Popen[bytes]]
+    data_dir: str
+    base: str
+
+
+@dataclass(slots=True)
+class RunFigures:
+    calls: int
+    e2e_p50: float
+    e2e_p99: float
+    own_p50: float
+    own_p99: float
+    jitter_p50: float
+    jitter_p99: float
+    server_jitter_p99: float
+    cpu_per_call: float
+    turns: int
+    errors: int
+
+
+def _cpu(processes: Processes) -> dict[str, float]:
+    return {
+        "server": _own_cpu(processes.server.pid),
+        "postgres": postgres_cpu(processes.data_dir),
+        **{name: _own_cpu(proc.pid) for name, proc in processes.fakes.items()},
+    }
+
+
+def _mark(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+async def run_size(
+    processes: Processes, calls: int, ramp: float, call_timeout: float, *, label: str = ""
+) -> RunFigures:
+    """Run `calls` concurrent calls once and print their figures."""
+    async with httpx.AsyncClient(base_url=processes.base, timeout=30) as client:
+        before_metrics = histograms((await client.get("/metrics")).text)
+        cpu_before = _cpu(processes)
+        me_before = resource.getrusage(resource.RUSAGE_SELF)
+        lag: list[float] = []
+        stop = asyncio.Event()
+        lag_task = asyncio.create_task(loop_lag(lag, stop))
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(one_call(processes.base, i, ramp * i / max(1, calls), call_timeout) for i in range(calls))
+        )
+        wall = time.perf_counter() - started
+        stop.set()
+        await lag_task
+        cpu_after = _cpu(processes)
+        me_after = resource.getrusage(resource.RUSAGE_SELF)
+        after_metrics = histograms((await client.get("/metrics")).text)
+
+    latencies = [lat * 1000 for r in results for lat in r.latencies]
+    jitter = [j for r in results for j in r.jitter_ms]
+    errors = [r.error for r in results if r.error]
+    unanswered = sum(r.unanswered for r in results)
+    call_seconds = sum(r.seconds for r in results)
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+    load_gen = (me_after.ru_utime + me_after.ru_stime) - (me_before.ru_utime + me_before.ru_stime)
+
+    def pct(samples: list[float], p: float) -> float:
+        return percentile(samples, p) if samples else float("nan")
+
+    e50, e99 = pct(latencies, 50), pct(latencies, 99)
+    own = [lat - PROVIDER_S * 1000 for lat in latencies]
+    o50, o99 = pct(own, 50), pct(own, 99)
+    j50, j99 = pct(jitter, 50), pct(jitter, 99)
+    jitter_key = "hibachi_voice_pacer_jitter_seconds"
+    sj50, n_sj = bucket_quantile(before_metrics.get(jitter_key, {}), after_metrics.get(jitter_key, {}), 0.5)
+    sj99, _ = bucket_quantile(before_metrics.get(jitter_key, {}), after_metrics.get(jitter_key, {}), 0.99)
+    per_call = cpu["server"] / call_seconds * 100 if call_seconds else float("nan")
+    pg_per_call = cpu["postgres"] / call_seconds * 100 if call_seconds else float("nan")
+    load = os.getloadavg()
+
+    print(
+        f"\n== {calls} concurrent call(s){label}, ramp {ramp:.1f} s, wall {wall:.1f} s, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (at end) =="
+    )
+    print(
+        f"turns answered {len(latencies)}, unanswered {unanswered}, calls failed {len(errors)}"
+        + (f" (first: {errors[0]})" if errors else "")
+    )
+    print(
+        f"end of speech -> first audio   p50 {e50:7.1f} ms  p99 {e99:7.1f} ms  max "
+        f"{max(latencies, default=float('nan')):7.1f} ms   "
+        f"(target p50 <= {TARGET_E2E_P50_MS:.0f} ms: {_mark(e50 <= TARGET_E2E_P50_MS)})"
+    )
+    print(
+        f"own added latency (- {PROVIDER_S * 1000:.0f} ms)  p50 {o50:7.1f} ms  p99 {o99:7.1f} ms"
+        f"                  (target p99 <= {TARGET_OVERHEAD_P99_MS:.0f} ms at 100 calls: "
+        f"{_mark(o99 <= TARGET_OVERHEAD_P99_MS)}{'' if calls == 100 else f' here at {calls}'})"
+    )
+    print(
+        f"server CPU per concurrent call {per_call:6.1f} % of a core  (PostgreSQL {pg_per_call:.1f} %; "
+        f"{call_seconds:.0f} call-seconds, server {cpu['server']:.1f} s CPU, "
+        f"{cpu['server'] / wall * 100:.0f} % of a core on average)"
+    )
+    print(
+        f"pacing jitter at the caller    p50 {j50:7.2f} ms  p99 {j99:7.2f} ms  max "
+        f"{max(jitter, default=float('nan')):7.1f} ms  ({len(jitter)} intervals; "
+        f"p99 < {TARGET_JITTER_P99_MS:.0f} ms: {_mark(j99 < TARGET_JITTER_P99_MS)})"
+    )
+    print(
+        f"server pacer lateness histogram p50 <= {sj50 * 1000:g} ms  p99 <= {sj99 * 1000:g} ms "
+        f"({n_sj} frames; counts only frames that slept until their deadline)"
+    )
+    stages = []
+    for stage in ("final_transcript", "first_token", "first_sentence", "first_tts_byte", "first_audio_sent"):
+        key = f"hibachi_voice_turn_seconds{{{stage}}}"
+        q50, n = bucket_quantile(before_metrics.get(key, {}), after_metrics.get(key, {}), 0.5)
+        if n:
+            stages.append(f"{stage} <= {q50 * 1000:g}")
+    if stages:
+        print("server's own turn marks, p50 bucket (ms from speech end): " + ", ".join(stages))
+    print(
+        f"load generator: CPU {load_gen:.1f} s ({load_gen / wall * 100:.0f} % of a core), loop lag p99 "
+        f"{pct(lag, 99):.1f} ms, caller frame send lateness p99 (worst call) "
+        f"{max((r.send_late_p99_ms for r in results), default=0.0):.1f} ms; fakes CPU "
+        + ", ".join(f"{name} {cpu[name]:.1f} s" for name in processes.fakes)
+    )
+    return RunFigures(
+        calls, e50, e99, o50, o99, j50, j99, sj99 * 1000, per_call, len(latencies), len(errors) + unanswered
+    )
+
+
+def _start_fake(name: str, args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    # Started once, before any measurement; blocking here is harmless.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.voice_fakes", name, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"the {name} fake did not start")
+    return proc, str(json.loads(line)["url"])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def run(
+    sizes: list[int], *, sweep: bool, ramp: float, call_timeout: float, server_log: IO[bytes] | int
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    deepgram, deepgram_url = _start_fake(
+        "deepgram", ["--stt-final-delay", "0", "--tts-first-byte", str(TTS_FIRST_BYTE_S)]
+    )
+    openai, openai_url = _start_fake("openai", ["--first-token", str(LLM_FIRST_TOKEN_S)])
+    fakes = {"deepgram": deepgram, "openai": openai}
+    try:
+        with tempfile.TemporaryDirectory() as data_dir:
+            drop = (
+                "DATABASE_URL",
+                "REDIS_URL",
+                "OPENAI_API_KEY",
+                "OPENAI_BASE_URL",
+                "DEEPGRAM_API_KEY",
+                "DEEPGRAM_BASE_URL",
+            )
+            env = {k: v for k, v in os.environ.items() if k not in drop} | {
+                "HIBACHI_DATA_DIR": data_dir,
+                "PUBLIC_BASE_URL": base,
+                "DEEPGRAM_API_KEY": DEEPGRAM_KEY,
+                "DEEPGRAM_BASE_URL": deepgram_url,
+                "OPENAI_API_KEY": OPENAI_KEY,
+                "OPENAI_BASE_URL": openai_url,
+            }
+            server = subprocess.Popen(  # noqa: ASYNC220  (started once, before measuring)
+                [sys.executable, "-m", "hibachi.cli", "serve", "--port", str(port)],
+                env=env,
+                stdout=server_log,
+                stderr=server_log,
+                cwd=ROOT,
+            )
+            processes = Processes(server, fakes, data_dir, base)
+            try:
+                await wait_ready(base, server)
+                print(
+                    f"hibachi voice benchmark: {os.cpu_count()} CPUs, one `hibachi serve` process + embedded "
+                    "PostgreSQL/Redis; FakeDeepgram and FakeOpenAI each in their own process; the load "
+                    "generator (this process) on the same machine.\nProvider latencies: STT final "
+                    f"{STT_FINAL_S * 1000:.0f} ms after speech end, LLM first token "
+                    f"{LLM_FIRST_TOKEN_S * 1000:.0f} ms, TTS first byte {TTS_FIRST_BYTE_S * 1000:.0f} ms "
+                    f"(serial sum {PROVIDER_S * 1000:.0f} ms)."
+                )
+                await run_size(processes, 1, 0.0, call_timeout, label=" (warm-up)")  # connections, caches
+                figures = [await run_size(processes, n, min(ramp, n * 0.05), call_timeout) for n in sizes]
+            finally:
+                server.terminate()
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+    finally:
+        for proc in fakes.values():
+            _stop(proc)
+    if sweep:
+        print("\nsweep:  calls | e2e p50 / p99 ms | own p99 ms | jitter p50 / p99 ms | CPU/call | failed")
+        for f in figures:
+            print(
+                f"        {f.calls:5d} | {f.e2e_p50:7.1f} / {f.e2e_p99:7.1f} | {f.own_p99:9.1f} | "
+                f"{f.jitter_p50:6.2f} / {f.jitter_p99:6.2f} | {f.cpu_per_call:6.1f} % | {f.errors}"
+            )
+        good = [f.calls for f in figures if f.jitter_p99 < TARGET_JITTER_P99_MS and f.errors == 0]
+        best = max(good, default=0)
+        print(
+            f"largest N with caller-side p99 jitter < {TARGET_JITTER_P99_MS:.0f} ms and no failed turns: "
+            f"{best or 'none'}  (target >= {TARGET_CALLS} on 2 cores: {_mark(best >= TARGET_CALLS)})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=10, help="concurrent calls (without --sweep)")
+    parser.add_argument("--sweep", help="comma-separated call counts, e.g. 10,25,50,100,200")
+    parser.add_argument(
+        "--ramp", type=float, default=5.0, help="seconds over which calls start (<= 50 ms/call)"
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="per-call wait limit (s)")
+    parser.add_argument("--server-log", help="write the server's log here (default: discard)")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.calls]
+    log: IO[bytes] | int = open(args.server_log, "wb") if args.server_log else subprocess.DEVNULL
+    try:
+        asyncio.run(
+            run(sizes, sweep=bool(args.sweep), ramp=args.ramp, call_timeout=args.timeout, server_log=log)
+        )
+    finally:
+        if not isinstance(log, int):
+            log.close()
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,192 @@
+"""RingCentral Call Control and recordings through the `ringcentral` SDK (protocols.md 4.1, 4.7).
+
+The SDK is synchronous (`requests`), so every call runs in a worker thread. It logs in
+by JWT on first use, refreshes an expired token, and after a 401 logs in once more and
+retries the request once (the same policy as the SMS sender).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from ringcentral.http import ApiException, ApiResponse
+from ringcentral.http import Client as RingCentralHttpClient
+from ringcentral.platform import Platform
+
+from hibachi.settings import Settings
+
+REQUEST_TIMEOUT = 15.0  # seconds, per HTTP request
+SESSIONS = "/restapi/v1.0/account/~/telephony/sessions"
+CALL_LOG = "/restapi/v1.0/account/~/call-log"
+RECORDING = "/restapi/v1.0/account/~/recording"
+
+
+class CallControlError(Exception):
+    """RingCentral refused or could not be reached; `http_status` is None when unreachable."""
+
+    def __init__(self, message: str, *, http_status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
+
+
+@dataclass(slots=True, frozen=True)
+class Recording:
+    """A call recording's bytes as RingCentral served them."""
+
+    recording_id: str
+    content: bytes
+    content_type: str
+
+
+class _TimeoutHttpClient(RingCentralHttpClient):  # type: ignore[misc]  # SDK ships no types
+    """The SDK's HTTP client with a pooled session and a socket timeout (stock: none)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+        self._session = requests.Session()
+
+    def load_response(self, request: requests.PreparedRequest) -> ApiResponse:
+        return ApiResponse(request, self._session.send(request, timeout=self._timeout))
+
+
+class RingCentralCalls:
+    """Forward/transfer ringing calls, look calls up in the call log, download recordings."""
+
+    def __init__(
+        self,
+        *,
+        server_url: str,
+        client_id: str,
+        client_secret: str,
+        jwt: str,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        self._platform = Platform(
+            _TimeoutHttpClient(timeout),
+            client_id,
+            client_secret,
+            server_url.rstrip("/"),
+            name="hibachi-agent",
+        )
+        self._jwt = jwt
+        self._lock = threading.Lock()
+        self._logged_in = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RingCentralCalls | None:
+        """A client when RingCentral is configured (server URL, client id and JWT), else None."""
+        if not (settings.ringcentral_enabled and settings.ringcentral_jwt):
+            return None
+        return cls(
+            server_url=settings.ringcentral_server_url or "",
+            client_id=settings.ringcentral_client_id or "",
+            client_secret=settings.ringcentral_client_secret or "",
+            jwt=settings.ringcentral_jwt,
+        )
+
+    async def forward(self, *, telephony_session_id: str, party_id: str, phone_number: str) -> dict[str, Any]:
+        """Forward a ringing (unanswered) party to `phone_number`; returns the party record."""
+        path = f"{SESSIONS}/{telephony_session_id}/parties/{party_id}/forward"
+        return await asyncio.to_thread(self._json, "post", path, {"phoneNumber": phone_number})
+
+    async def transfer(
+        self, *, telephony_session_id: str, party_id: str, phone_number: str
+    ) -> dict[str, Any]:
+        """Blind-transfer an answered party to `phone_number`; returns the party record."""
+        path = f"{SESSIONS}/{telephony_session_id}/parties/{party_id}/transfer"
+        return await asyncio.to_thread(self._json, "post", path, {"phoneNumber": phone_number})
+
+    async def recording_ids(self, *, telephony_session_id: str) -> list[str]:
+        """Ids of the recordings the call log lists for one telephony session."""
+        query = {"telephonySessionId": telephony_session_id, "view": "Detailed", "withRecording": "true"}
+        page = await asyncio.to_thread(self._json, "get", CALL_LOG, query)
+        raw_records = page.get("records")
+        records: list[Any] = raw_records if isinstance(raw_records, list) else []
+        return [
+            str(record["recording"]["id"])
+            for record in records
+            if isinstance(record, dict)
+            and isinstance(record.get("recording"), dict)
+            and record["recording"].get("id")
+        ]
+
+    async def fetch_recording(self, recording_id: str) -> Recording:
+        """The recording's audio (WAV or MP3, as RingCentral stored it)."""
+        response = await asyncio.to_thread(
+            self._call, lambda: self._platform.get(f"{RECORDING}/{recording_id}/content")
+        )
+        raw = response.response()
+        content_type = str(raw.headers.get("Content-Type", "application/octet-stream"))
+        return Recording(recording_id, bytes(response.body()), content_type.split(";")[0].strip())
+
+    # -- transport --------------------------------------------------------------------
+
+    def _json(self, method: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if method == "get":
+            response = self._call(lambda: self._platform.get(path, payload))
+        else:
+            response = self._call(lambda: self._platform.post(path, payload))
+        body = response.json_dict()
+        return body if isinstance(body, dict) else {}
+
+    def _call(self, send: Callable[[], ApiResponse]) -> ApiResponse:
+        try:
+            self._authenticate(force=False)
+            try:
+                return send()
+            except ApiException as exc:
+                if _status(exc) != 401:
+                    raise
+                self._authenticate(force=True)
+                return send()
+        except ApiException as exc:
+            raise _error(exc) from exc
+
+    def _authenticate(self, *, force: bool) -> None:
+        with self._lock:
+            auth = self._platform.auth()
+            if not force and auth.access_token_valid():
+                return
+            if not force and self._logged_in and auth.refresh_token_valid():
+                try:
+                    self._platform.refresh()
+                    return
+                except ApiException:
+                    pass  # refresh token revoked: a fresh JWT login follows
+            self._platform.login(jwt=self._jwt)
+            self._logged_in = True
+
+
+def _status(exc: ApiException) -> int | None:
+    api_response = exc.api_response()
+    response = api_response.response() if api_response is not None else None
+    return int(response.status_code) if response is not None else None
+
+
+def _error(exc: ApiException) -> CallControlError:
+    """Map an SDK error; never uses str(exc), which embeds the request's auth header."""
+    status = _status(exc)
+    if status is None:
+        cause = exc.__cause__ or exc.__context__
+        return CallControlError(f"ringcentral unreachable: {type(cause).__name__}")
+    raw = exc.api_response().response().text
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    errors = body.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    code = first.get("errorCode") or body.get("errorCode")
+    message = body.get("message") or first.get("message") or raw[:200]
+    return CallControlError(
+        f"ringcentral {status}: {message}", http_status=status, code=str(code) if code else None
+    )
