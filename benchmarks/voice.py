@@ -16,14 +16,23 @@ ends (the server asks for `endpointing=300`, and the fake sends the final
 (a `Stall` before the response), TTS first byte 150 ms. Serial sum: 800 ms.
 
 Figures:
-- end of speech -> first agent audio at the caller (`Turn.latency`), p50/p99;
+- end of speech -> first agent audio at the caller (`Turn.latency`), p50/p99. A turn
+  during which agent audio arrived while the caller was still speaking (a greeting or
+  reply that paused for over a second mid-way under load) is counted, not timed;
 - our own added latency per turn: that minus the 800 ms of provider latency;
 - server CPU per concurrent call: /proc CPU seconds of the server process (and,
   separately, the embedded PostgreSQL) over the run / sum of call seconds, % of a core;
 - outbound pacing jitter: |inter-arrival - 20 ms| of our media frames at the simulated
   caller, within a run of speech (the pacer's first `lead` frames are a deliberate burst
   and are skipped), and the server's `hibachi_voice_pacer_jitter_seconds` histogram;
-- `--sweep 10,25,50,100,200`: the largest N keeping the caller-side p99 jitter < 20 ms.
+- `--sweep 10,25,50,100,200`: the largest N keeping the caller-side p99 jitter < 20 ms
+  with no failures.
+
+Provider failures and brain fallbacks (`hibachi_speech_failures_total`,
+`hibachi_brain_fallbacks_total` from /metrics) are printed; a run with any of them, or
+with failed calls, has its figures printed but its targets "not judged". Beside CPU,
+the server's run-queue wait (/proc/<pid>/task/*/schedstat) shows how much of the run it
+was runnable but waiting for a core held by another process (other engineers' tests).
 
 The load generator shares the 2 cores with the server; its own event-loop lag and its
 caller-frame send lateness are printed so a reader can tell when it, not the server,
@@ -33,7 +42,10 @@ For scale: Pipecat 1.14 measured ~1.1 s end-of-speech to first audio at 1 call, 
 of a core per call, and fell over between 6 and 10 concurrent calls on a similar 2-core
 machine.
 
-    .venv/bin/python -m benchmarks.voice [--calls 10] [--sweep 10,25,50,100,200] [--ramp 5]
+`--pin` puts the server on CPU 0 and the load generator and fakes on the other CPU(s), so
+the two sides stop taking each other's CPU time (other processes on the machine still can).
+
+    .venv/bin/python -m benchmarks.voice [--calls 10] [--sweep 10,25,50,100,200] [--ramp 5] [--pin]
 """
 
 from __future__ import annotations
@@ -55,7 +67,6 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.api import _own_cpu, free_port, percentile, postgres_cpu, wait_ready
@@ -72,6 +83,7 @@ LLM_FIRST_TOKEN_S = 0.35
 TTS_FIRST_BYTE_S = 0.15
 PROVIDER_S = STT_FINAL_S + LLM_FIRST_TOKEN_S + TTS_FIRST_BYTE_S
 PACER_LEAD = 3  # VoiceConfig.pacer_lead_frames: frames sent at once when speech starts
+QUIET_S = 1.0  # the caller speaks once the agent has been silent this long
 RUN_GAP_S = 0.1  # a longer gap between agent frames starts a new run (a new sentence or reply)
 
 TARGET_OVERHEAD_P99_MS = 20.0  # at 100 calls
@@ -92,8 +104,11 @@ def speech(words: int, seed: int) -> bytes:
 
 @dataclass(slots=True)
 class CallResult:
+    """What one simulated call measured."""
+
     latencies: list[float] = field(default_factory=list)  # s, per answered turn
     unanswered: int = 0
+    overlapped: int = 0  # agent audio arrived while the caller spoke (a late greeting/reply): not timed
     seconds: float = 0.0
     jitter_ms: list[float] = field(default_factory=list)
     send_late_p99_ms: float = 0.0
@@ -116,6 +131,7 @@ def frame_jitter(arrivals: Sequence[float]) -> list[float]:
 
 
 async def one_call(base: str, index: int, delay: float, call_timeout: float) -> CallResult:
+    """Greeting, then two caller utterances each answered by the agent; then hang up."""
     result = CallResult()
     await asyncio.sleep(delay)
     call = SimulatedCall(
@@ -129,18 +145,21 @@ async def one_call(base: str, index: int, delay: float, call_timeout: float) -> 
     )
     try:
         async with call:
-            await call.wait_for_agent_silence(quiet_for=0.4)  # the greeting
+            await call.wait_for_agent_silence(quiet_for=QUIET_S)  # the greeting
             for words, seed in ((6, index), (3, index + 100_000)):
                 turn = await call.say(speech(words, seed))
-                await call.wait_for_agent_silence(quiet_for=0.4)
-                if turn.latency is None:
+                await call.wait_for_agent_silence(quiet_for=QUIET_S)
+                started, ended = turn.speech_started_at or 0.0, turn.speech_ended_at or 0.0
+                if any(started <= chunk.received_at <= ended for chunk in call.agent_chunks):
+                    result.overlapped += 1
+                elif turn.latency is None:
                     result.unanswered += 1
                 else:
                     result.latencies.append(turn.latency)
             result.seconds = call.now()
     except (CallSimError, TimeoutError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
-        result.seconds = call.now() if call.target is not None else 0.0
+        result.seconds = call.now() if call.frames_sent else 0.0  # no stream: no call time
     result.jitter_ms = frame_jitter([chunk.received_at for chunk in call.agent_chunks])
     if call.frames_sent > 1:
         result.send_late_p99_ms = call.pacing().p99_late_ms
@@ -156,17 +175,38 @@ async def loop_lag(samples: list[float], stop: asyncio.Event) -> None:
         samples.append((loop.time() - due) * 1000)
 
 
-def histograms(text: str) -> dict[str, dict[float, float]]:
-    """Cumulative bucket counts of our voice histograms: name{stage} -> {upper bound: count}."""
-    out: dict[str, dict[float, float]] = {}
+HISTOGRAMS = (
+    "hibachi_voice_pacer_jitter_seconds",
+    "hibachi_voice_turn_seconds",
+    "hibachi_tts_first_byte_seconds",
+    "hibachi_stt_final_seconds",
+)
+COUNTERS = ("hibachi_speech_failures_total", "hibachi_brain_fallbacks_total")
+
+
+@dataclass(slots=True)
+class Scrape:
+    """What /metrics said: cumulative buckets (`name{label}` -> {le: count}) and counter values."""
+
+    buckets: dict[str, dict[float, float]] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+
+
+def scrape(text: str) -> Scrape:
+    """Our voice histograms' buckets and the provider-failure / brain-fallback counters."""
+    out = Scrape()
     for family in text_string_to_metric_families(text):
-        if family.name not in ("hibachi_voice_pacer_jitter_seconds", "hibachi_voice_turn_seconds"):
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_bucket"):
-                stage = sample.labels.get("stage")
-                key = family.name + (f"{{{stage}}}" if stage else "")
-                out.setdefault(key, {})[float(sample.labels["le"])] = sample.value
+        if family.name in HISTOGRAMS:
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    label = sample.labels.get("stage") or sample.labels.get("provider")
+                    key = family.name + (f"{{{label}}}" if label else "")
+                    out.buckets.setdefault(key, {})[float(sample.labels["le"])] = sample.value
+        elif family.name + "_total" in COUNTERS or family.name in COUNTERS:
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    out.counters[f"{sample.name}{{{labels}}}"] = sample.value
     return out
 
 
@@ -206,6 +246,17 @@ class RunFigures:
     errors: int
 
 
+def run_queue_wait(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a CPU (/proc schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(task.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def _cpu(processes: Processes) -> dict[str, float]:
     return {
         "server": _own_cpu(processes.server.pid),
@@ -214,7 +265,9 @@ def _cpu(processes: Processes) -> dict[str, float]:
     }
 
 
-def _mark(met: bool) -> str:
+def _mark(met: bool, valid: bool = True) -> str:
+    if not valid:
+        return "not judged: failures"
     return "met" if met else "MISSED"
 
 
@@ -223,8 +276,9 @@ async def run_size(
 ) -> RunFigures:
     """Run `calls` concurrent calls once and print their figures."""
     async with httpx.AsyncClient(base_url=processes.base, timeout=30) as client:
-        before_metrics = histograms((await client.get("/metrics")).text)
+        before = scrape((await client.get("/metrics")).text)
         cpu_before = _cpu(processes)
+        waited_before = run_queue_wait(processes.server.pid)
         me_before = resource.getrusage(resource.RUSAGE_SELF)
         lag: list[float] = []
         stop = asyncio.Event()
@@ -237,13 +291,15 @@ async def run_size(
         stop.set()
         await lag_task
         cpu_after = _cpu(processes)
+        waited = run_queue_wait(processes.server.pid) - waited_before
         me_after = resource.getrusage(resource.RUSAGE_SELF)
-        after_metrics = histograms((await client.get("/metrics")).text)
+        after = scrape((await client.get("/metrics")).text)
 
     latencies = [lat * 1000 for r in results for lat in r.latencies]
     jitter = [j for r in results for j in r.jitter_ms]
     errors = [r.error for r in results if r.error]
     unanswered = sum(r.unanswered for r in results)
+    overlapped = sum(r.overlapped for r in results)
     call_seconds = sum(r.seconds for r in results)
     cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
     load_gen = (me_after.ru_utime + me_after.ru_stime) - (me_before.ru_utime + me_before.ru_stime)
@@ -256,8 +312,14 @@ async def run_size(
     o50, o99 = pct(own, 50), pct(own, 99)
     j50, j99 = pct(jitter, 50), pct(jitter, 99)
     jitter_key = "hibachi_voice_pacer_jitter_seconds"
-    sj50, n_sj = bucket_quantile(before_metrics.get(jitter_key, {}), after_metrics.get(jitter_key, {}), 0.5)
-    sj99, _ = bucket_quantile(before_metrics.get(jitter_key, {}), after_metrics.get(jitter_key, {}), 0.99)
+    sj50, n_sj = bucket_quantile(before.buckets.get(jitter_key, {}), after.buckets.get(jitter_key, {}), 0.5)
+    sj99, _ = bucket_quantile(before.buckets.get(jitter_key, {}), after.buckets.get(jitter_key, {}), 0.99)
+    failures = {
+        name: value - before.counters.get(name, 0.0)
+        for name, value in after.counters.items()
+        if value > before.counters.get(name, 0.0)
+    }
+    valid = not errors and not unanswered and not overlapped and not failures
     per_call = cpu["server"] / call_seconds * 100 if call_seconds else float("nan")
     pg_per_call = cpu["postgres"] / call_seconds * 100 if call_seconds else float("nan")
     load = os.getloadavg()
@@ -267,28 +329,29 @@ async def run_size(
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (at end) =="
     )
     print(
-        f"turns answered {len(latencies)}, unanswered {unanswered}, calls failed {len(errors)}"
-        + (f" (first: {errors[0]})" if errors else "")
+        f"turns timed {len(latencies)}, unanswered {unanswered}, overlapped by agent audio (not timed) "
+        f"{overlapped}, calls failed {len(errors)}" + (f" (first: {errors[0]})" if errors else "")
     )
     print(
         f"end of speech -> first audio   p50 {e50:7.1f} ms  p99 {e99:7.1f} ms  max "
         f"{max(latencies, default=float('nan')):7.1f} ms   "
-        f"(target p50 <= {TARGET_E2E_P50_MS:.0f} ms: {_mark(e50 <= TARGET_E2E_P50_MS)})"
+        f"(target p50 <= {TARGET_E2E_P50_MS:.0f} ms: {_mark(e50 <= TARGET_E2E_P50_MS, valid)})"
     )
     print(
         f"own added latency (- {PROVIDER_S * 1000:.0f} ms)  p50 {o50:7.1f} ms  p99 {o99:7.1f} ms"
         f"                  (target p99 <= {TARGET_OVERHEAD_P99_MS:.0f} ms at 100 calls: "
-        f"{_mark(o99 <= TARGET_OVERHEAD_P99_MS)}{'' if calls == 100 else f' here at {calls}'})"
+        f"{_mark(o99 <= TARGET_OVERHEAD_P99_MS, valid)}{'' if calls == 100 else f' here at {calls}'})"
     )
     print(
         f"server CPU per concurrent call {per_call:6.1f} % of a core  (PostgreSQL {pg_per_call:.1f} %; "
         f"{call_seconds:.0f} call-seconds, server {cpu['server']:.1f} s CPU, "
-        f"{cpu['server'] / wall * 100:.0f} % of a core on average)"
+        f"{cpu['server'] / wall * 100:.0f} % of a core on average; runnable but waiting for a CPU "
+        f"{waited / wall * 100:.0f} % of the run)"
     )
     print(
         f"pacing jitter at the caller    p50 {j50:7.2f} ms  p99 {j99:7.2f} ms  max "
         f"{max(jitter, default=float('nan')):7.1f} ms  ({len(jitter)} intervals; "
-        f"p99 < {TARGET_JITTER_P99_MS:.0f} ms: {_mark(j99 < TARGET_JITTER_P99_MS)})"
+        f"p99 < {TARGET_JITTER_P99_MS:.0f} ms: {_mark(j99 < TARGET_JITTER_P99_MS, valid)})"
     )
     print(
         f"server pacer lateness histogram p50 <= {sj50 * 1000:g} ms  p99 <= {sj99 * 1000:g} ms "
@@ -297,11 +360,29 @@ async def run_size(
     stages = []
     for stage in ("final_transcript", "first_token", "first_sentence", "first_tts_byte", "first_audio_sent"):
         key = f"hibachi_voice_turn_seconds{{{stage}}}"
-        q50, n = bucket_quantile(before_metrics.get(key, {}), after_metrics.get(key, {}), 0.5)
+        q50, n = bucket_quantile(before.buckets.get(key, {}), after.buckets.get(key, {}), 0.5)
         if n:
             stages.append(f"{stage} <= {q50 * 1000:g}")
+    for provider_stage in ("hibachi_stt_final_seconds{deepgram}", "hibachi_tts_first_byte_seconds{deepgram}"):
+        q50, n = bucket_quantile(
+            before.buckets.get(provider_stage, {}), after.buckets.get(provider_stage, {}), 0.5
+        )
+        q99, _ = bucket_quantile(
+            before.buckets.get(provider_stage, {}), after.buckets.get(provider_stage, {}), 0.99
+        )
+        if n:
+            stages.append(
+                f"{provider_stage.split('_seconds')[0].removeprefix('hibachi_')} p50 <= "
+                f"{q50 * 1000:g} / p99 <= {q99 * 1000:g}"
+            )
     if stages:
-        print("server's own turn marks, p50 bucket (ms from speech end): " + ", ".join(stages))
+        print("server-side histograms, bucket upper bounds (ms): " + ", ".join(stages))
+    if failures:
+        print(
+            "provider failures / brain fallbacks during the run (the figures above include their "
+            "timeouts and retries; targets are not judged): "
+            + ", ".join(f"{name} +{value:g}" for name, value in sorted(failures.items()))
+        )
     print(
         f"load generator: CPU {load_gen:.1f} s ({load_gen / wall * 100:.0f} % of a core), loop lag p99 "
         f"{pct(lag, 99):.1f} ms, caller frame send lateness p99 (worst call) "
@@ -309,7 +390,17 @@ async def run_size(
         + ", ".join(f"{name} {cpu[name]:.1f} s" for name in processes.fakes)
     )
     return RunFigures(
-        calls, e50, e99, o50, o99, j50, j99, sj99 * 1000, per_call, len(latencies), len(errors) + unanswered
+        calls,
+        e50,
+        e99,
+        o50,
+        o99,
+        j50,
+        j99,
+        sj99 * 1000,
+        per_call,
+        len(latencies),
+        len(errors) + unanswered + overlapped + int(sum(failures.values())),
     )
 
 
@@ -328,6 +419,21 @@ def _start_fake(name: str, args: list[str]) -> tuple[subprocess.Popen[bytes], st
     return proc, str(json.loads(line)["url"])
 
 
+def _pin(processes: Processes) -> None:
+    """Server (and its threads) on CPU 0; this load generator and the fakes on the other CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return
+    for task in Path(f"/proc/{processes.server.pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpus[0]})
+    rest = set(cpus[1:])
+    for proc in processes.fakes.values():
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), rest)
+    os.sched_setaffinity(0, rest)
+    print(f"pinned: server on CPU {cpus[0]}, load generator and fakes on CPU(s) {sorted(rest)}")
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.stdin is not None:
         proc.stdin.close()
@@ -339,7 +445,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def run(
-    sizes: list[int], *, sweep: bool, ramp: float, call_timeout: float, server_log: IO[bytes] | int
+    sizes: list[int],
+    *,
+    sweep: bool,
+    ramp: float,
+    call_timeout: float,
+    server_log: IO[bytes] | int,
+    pin: bool,
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -374,6 +486,8 @@ async def run(
                 cwd=ROOT,
             )
             processes = Processes(server, fakes, data_dir, base)
+            if pin:
+                _pin(processes)
             try:
                 await wait_ready(base, server)
                 print(
@@ -396,7 +510,10 @@ async def run(
         for proc in fakes.values():
             _stop(proc)
     if sweep:
-        print("\nsweep:  calls | e2e p50 / p99 ms | own p99 ms | jitter p50 / p99 ms | CPU/call | failed")
+        print(
+            "\nsweep:  calls | e2e p50 / p99 ms | own p99 ms | jitter p50 / p99 ms | CPU/call "
+            "| failures (calls, turns, provider)"
+        )
         for f in figures:
             print(
                 f"        {f.calls:5d} | {f.e2e_p50:7.1f} / {f.e2e_p99:7.1f} | {f.own_p99:9.1f} | "
@@ -405,7 +522,7 @@ async def run(
         good = [f.calls for f in figures if f.jitter_p99 < TARGET_JITTER_P99_MS and f.errors == 0]
         best = max(good, default=0)
         print(
-            f"largest N with caller-side p99 jitter < {TARGET_JITTER_P99_MS:.0f} ms and no failed turns: "
+            f"largest N with caller-side p99 jitter < {TARGET_JITTER_P99_MS:.0f} ms and no failures: "
             f"{best or 'none'}  (target >= {TARGET_CALLS} on 2 cores: {_mark(best >= TARGET_CALLS)})"
         )
 
@@ -421,12 +538,22 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="per-call wait limit (s)")
     parser.add_argument("--server-log", help="write the server's log here (default: discard)")
+    parser.add_argument(
+        "--pin", action="store_true", help="server on CPU 0, load generator and fakes on the others"
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.calls]
     log: IO[bytes] | int = open(args.server_log, "wb") if args.server_log else subprocess.DEVNULL
     try:
         asyncio.run(
-            run(sizes, sweep=bool(args.sweep), ramp=args.ramp, call_timeout=args.timeout, server_log=log)
+            run(
+                sizes,
+                sweep=bool(args.sweep),
+                ramp=args.ramp,
+                call_timeout=args.timeout,
+                server_log=log,
+                pin=args.pin,
+            )
         )
     finally:
         if not isinstance(log, int):
@@ -434,5 +561,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()

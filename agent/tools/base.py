@@ -9,6 +9,7 @@ a person can hear or read. The customer's identity is the carrier number in
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import time
 import uuid
@@ -82,9 +83,15 @@ class Tool:
             "function": {
                 "name": self.name,
                 "description": self.description,
-                "parameters": self.args.model_json_schema(),
+                "parameters": _json_schema(self.args),
             },
         }
+
+
+@functools.cache
+def _json_schema(args: type[BaseModel]) -> dict[str, Any]:
+    """An argument model's JSON schema, built once per process (every model request sends it)."""
+    return args.model_json_schema()
 
 
 class ToolBox:
