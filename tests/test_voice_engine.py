@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agent.brain import Brain, BrainEvent, BrainRequest, Role, TextDelta
 from agent.brains.deterministic import DeterministicBrain
 from agent.engine import ConversationEngine, UnknownAgentNumber
-from agent.models import Conversation, CostKind, CostLine, Message
-from agent.tools.base import ToolBox
+from agent.models import Conversation, CostKind, CostLine, Message, ToolCall, Transfer
+from agent.tools.base import Effect, ToolBox
 from agent.tools.registry import ALL_TOOLS
-from agent.voice.calls import CallUsage, VoiceCall, VoiceCalls
+from agent.voice.calls import CallUsage, TurnDraft, VoiceCall, VoiceCalls
 from agent.voice.pacer import FRAME_BYTES, Pacer, frames_of, pad_frame
-from agent.voice.text import SentenceSplitter, greeting, is_backchannel, wants_floor
+from agent.voice.text import SentenceSplitter, greeting, is_backchannel, wants_floor, word_key
 from hibachi.context import AppContext
 
 TZ = ZoneInfo("America/Los_Angeles")
@@ -239,3 +239,73 @@ def test_greeting_names_the_location_and_time_of_day() -> None:
         "Good evening, thanks for calling My Hibachi in the Bay Area."
     )
     assert "My Hibachi in Sacramento" in greeting("My Hibachi Sacramento", "America/Los_Angeles", NOW)
+
+
+# ---- pre-emptive drafts ---------------------------------------------------------------------
+
+
+class HandOffBrain:
+    """Says a sentence, then hands the caller to staff (an effectful tool), then says another."""
+
+    name = "hand-off"
+
+    async def respond(self, request: BrainRequest, tools: ToolBox) -> AsyncIterator[BrainEvent]:
+        yield TextDelta("Let me get someone for you. ")
+        await tools.call("transfer_to_staff", {"reason": "requested", "summary": "Wants a person."})
+        yield TextDelta("Passing you over now.")
+
+
+async def parked(draft: TurnDraft, tool: str) -> None:
+    async with asyncio.timeout(5):
+        while draft.held_tool != tool:  # noqa: ASYNC110  (the draft's brain runs in its own task)
+            await asyncio.sleep(0.01)
+
+
+async def counts(db: Sessions) -> tuple[int, int, int]:
+    async with db() as session:
+        return (
+            await session.scalar(select(func.count()).select_from(Message)) or 0,
+            await session.scalar(select(func.count()).select_from(ToolCall)) or 0,
+            await session.scalar(select(func.count()).select_from(Transfer)) or 0,
+        )
+
+
+async def test_a_discarded_draft_leaves_no_trace(app_ctx: AppContext, db: Sessions) -> None:
+    calls = voice_calls(app_ctx, HandOffBrain())
+    call = await start(calls)
+    draft = calls.draft(call, "get me a person")
+    await parked(draft, "transfer_to_staff")
+    assert draft.has_text  # it thought ahead, but said nothing yet
+    await draft.discard()
+    assert await counts(db) == (0, 0, 0)
+
+
+async def test_a_confirmed_draft_releases_its_text_then_its_effects(
+    app_ctx: AppContext, db: Sessions
+) -> None:
+    calls = voice_calls(app_ctx, HandOffBrain())
+    call = await start(calls)
+    draft = calls.draft(call, "get me a person")
+    await parked(draft, "transfer_to_staff")
+    assert await counts(db) == (0, 0, 0)
+    heard: list[str] = []
+    result = await draft.confirm("Get me a person.", on_text=heard.append)
+    assert heard == ["Let me get someone for you. ", "Passing you over now."]
+    assert result.effect is Effect.transfer
+    assert result.transfer_to == "+14085550100"
+    async with db() as session:
+        said = list(await session.scalars(select(Message).order_by(Message.id)))
+        [transfer] = await session.scalars(select(Transfer))
+    assert [(m.role, m.text) for m in said] == [
+        (Role.customer, "Get me a person."),
+        (Role.agent, "Let me get someone for you. Passing you over now."),
+    ]
+    assert said[1].reply_to_id == said[0].id
+    assert transfer.staff_phone == "+14085550100"
+
+
+def test_word_keys_ignore_case_and_punctuation_but_not_numbers() -> None:
+    assert word_key("Yes.") == word_key("yes")
+    assert word_key("Hi, what's open on December 3?") == word_key("hi whats open on december 3")
+    assert word_key("what's open on December") != word_key("what's open on December 3")
+    assert word_key("6pm please") != word_key("6 pm please")  # smart-format differences: think again

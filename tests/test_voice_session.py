@@ -381,6 +381,7 @@ async def _ended(db: Sessions, call_sid: str) -> bool:
 async def test_barge_in_stops_audio_within_a_frame_clears_and_truncates_the_reply(
     voice: Voice, db: Sessions
 ) -> None:
+    voice.configure(filler_after=5.0)  # a loaded machine must not make the first mark a filler's
     async with voice.call() as sim:
         await sim.wait_for_agent_silence(quiet_for=0.1)
         stream = await voice.stream()
@@ -514,7 +515,9 @@ async def test_silence_gets_a_reprompt_then_a_polite_hang_up(
     await until(lambda: _ended(db, sim.call_sid))
 
 
-async def test_malformed_frame_closes_only_that_call(voice: Voice, db: Sessions, settings: Settings) -> None:
+async def test_malformed_frame_closes_only_that_call(
+    voice: Voice, db: Sessions, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     async with voice.call() as good:
         await good.wait_for_agent_silence(quiet_for=0.1)
         call_sid = "CA" + "b" * 32
@@ -536,6 +539,7 @@ async def test_malformed_frame_closes_only_that_call(voice: Voice, db: Sessions,
             )
             await bad.send("{not json")
             assert await close_code(bad) == 1008
+        assert f"malformed Media Streams message on {call_sid}" in caplog.text
         await until(lambda: _ended(db, call_sid))
         # The other call goes on answering.
         stream = voice.stt.streams[0]
@@ -648,6 +652,18 @@ async def up_to_the_booking_question(voice: Voice, sim: SimulatedCall) -> Script
     return stream
 
 
+async def parked_at(brain: RecordingBrain, stream: ScriptedStream, interim: str, tool: str) -> None:
+    """Wait for a draft to park at `tool`, repeating the interim as a live STT does while the
+    caller speaks (one that came while the agent's last words were still playing was taken
+    for a backchannel)."""
+    for _ in range(10):
+        with contextlib.suppress(TimeoutError):
+            await eventually(lambda: brain.held() == tool, within=0.5)
+            return
+        stream.interim(interim, seconds=0.3)
+    raise AssertionError(f"no draft parked at {tool}")
+
+
 async def bookings(db: Sessions) -> list[Booking]:
     async with db() as session:
         return list(await session.scalars(select(Booking)))
@@ -663,7 +679,7 @@ async def test_stable_interim_is_answered_early_and_its_effects_wait_for_the_fin
         stream.speech_started()
         stream.interim("yes", seconds=0.3)
         # The draft thinks ahead up to the booking, and parks there: nothing is written yet.
-        await eventually(lambda: brain.held() == "create_booking")
+        await parked_at(brain, stream, "yes", "create_booking")
         assert await bookings(db) == []
         assert [m.text for m in await messages(db) if m.role is Role.customer] == list(BOOKING_TURNS)
         spoken = len(voice.tts.texts)
@@ -695,7 +711,7 @@ async def test_a_caller_who_goes_on_gets_one_answer_and_no_effects_from_the_draf
         stream = await up_to_the_booking_question(voice, sim)
         stream.speech_started()
         stream.interim("yes", seconds=0.3)
-        await eventually(lambda: brain.held() == "create_booking")
+        await parked_at(brain, stream, "yes", "create_booking")
         draft_box = brain.boxes[-1]
         stream.interim("yes but make it", seconds=0.9)
         stream.final(full, seconds=1.4)
@@ -725,10 +741,10 @@ async def _answer_latency(voice: Voice, db: Sessions, *, preempt: bool) -> tuple
             await sim.wait_for_agent_silence(quiet_for=0.2)
             turn = await sim.say(tone_ulaw(300, 800))
             await sim.wait_for_agent_silence(quiet_for=0.2)
-    await until(lambda: _ended(db, sim.call_sid))
+        await until(lambda: _ended(db, sim.call_sid))
     assert turn.latency is not None
     reply = (await agent_messages(db))[-1]
-    assert "6 pm" in reply.text
+    assert "6 pm" in reply.text, [m.text for m in await messages(db)]
     return turn.latency, reply
 
 
@@ -762,7 +778,7 @@ async def test_stt_socket_dropped_while_the_caller_speaks_loses_no_words(voice: 
             await sim.wait_for_agent_silence(quiet_for=0.3)
         assert len(deepgram.listen_connections) >= 2
         assert first.dropped
-    await until(lambda: _ended(db, sim.call_sid))
+        await until(lambda: _ended(db, sim.call_sid))
     said = await messages(db)
     assert [m.text for m in said if m.role is Role.customer] == [question]
     assert "6 pm" in said[-1].text
@@ -810,7 +826,7 @@ async def test_hanging_up_mid_reply_through_deepgram_keeps_transcript_and_cost(
             turn = await sim.say(tone_ulaw(300, 900))
             await eventually(lambda: turn.first_agent_audio_at is not None, within=5)
             await sim.pause(0.4)
-    await until(lambda: _ended(db, sim.call_sid))
+        await until(lambda: _ended(db, sim.call_sid))  # while Deepgram is up: the STT closes cleanly
     said = await messages(db)
     assert [m.role for m in said] == [Role.agent, Role.customer, Role.agent]
     assert said[1].text == question
@@ -832,7 +848,7 @@ async def test_a_failed_transfer_apologises_and_gives_the_staff_number(
         fake_twilio.end_call(sim.call_sid)  # Twilio will refuse to update this call
         await sim.press("0")
         sorry = TRANSFER_FAILED.format(staff=STAFF_LINE)
-        await eventually(lambda: sorry in voice.tts.texts)
+        await eventually(lambda: any(STAFF_LINE in text for text in voice.tts.texts))
         await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
         assert not sim.closed  # the call goes on with the agent
     said = [m.text for m in await agent_messages(db)]

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from agent.models import TransferReason
 from agent.speech.base import STT, TTS, SpeechStarted, STTEvent, STTStream, Transcript, UtteranceEnd
@@ -64,7 +64,7 @@ from agent.voice.text import (
     greeting,
     is_backchannel,
     wants_floor,
-    words,
+    word_key,
 )
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,11 @@ TURN_SECONDS = Histogram(
     "Voice turn latency from the caller's end of speech, by stage",
     ["stage"],
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5),
+)
+PREEMPTIONS = Counter(
+    "hibachi_voice_preemptions_total",
+    "Pre-emptive drafts of a caller turn, by outcome (started, adopted, discarded)",
+    ["outcome"],
 )
 STAGES = ("final_transcript", "first_token", "first_sentence", "first_tts_byte", "first_audio_sent")
 
@@ -412,7 +417,7 @@ class VoiceSession:
         self._segments.clear()
         preemption, self._preemption = self._preemption, None
         self._reset_words()
-        if preemption is not None and (not text or tuple(words(text)) != preemption.words):
+        if preemption is not None and (not text or word_key(text) != preemption.words):
             self._discard(preemption)  # the caller went on (or it was noise): think again
             preemption = None
         if not text:
@@ -426,6 +431,7 @@ class VoiceSession:
         self._turns_active += 1
         if preemption is not None:
             timing.marks["preempted"] = round((preemption.started - origin) * 1000, 1)
+            PREEMPTIONS.labels("adopted").inc()
         self._spawn(self._turn(text, timing, preemption.draft if preemption else None), "turn")
 
     # ---- pre-emptive generation --------------------------------------------------------
@@ -433,7 +439,7 @@ class VoiceSession:
     def _track_words(self, text: str, is_final: bool) -> None:
         """Follow the caller's words; (re)start the stability timer whenever they change."""
         candidate = " ".join(self._segments) if is_final else " ".join((*self._segments, text))
-        said = tuple(words(candidate))
+        said = word_key(candidate)
         if said == self._candidate:
             return  # same words again (a repeated interim, or its final): still stable
         self._candidate = said
@@ -463,16 +469,22 @@ class VoiceSession:
         if version != self._candidate_version or self._preemption is not None or self._ending:
             return
         if self._turns_active or self._brain_lock.locked() or self._agent_speaking():
-            return  # think ahead only when nothing else is going on
+            # Think ahead only when nothing else is going on; look again a little later.
+            self._stable_timer = asyncio.get_running_loop().call_later(
+                self.config.preempt_after, self._events.put_nowait, Stable(version)
+            )
+            return
         if self._drafts_this_turn >= self.config.preempt_max_per_turn:
             return
         self._drafts_this_turn += 1
         self.drafts_started += 1
+        PREEMPTIONS.labels("started").inc()
         draft = self.calls.draft(self.call, self._candidate_text)
         self._preemption = Preemption(draft, self._candidate, self.clock())
 
     def _discard(self, preemption: Preemption) -> None:
         self.drafts_discarded += 1
+        PREEMPTIONS.labels("discarded").inc()
         preemption.draft.cancel()  # at once, even if the session is shutting down
         self._spawn(preemption.draft.discard(), "discard-draft")
 

@@ -34,6 +34,7 @@ BACKCHANNELS = frozenset(
 # Short words that do mean "stop talking".
 STOP_WORDS = frozenset({"stop", "wait", "hold", "hang", "sorry", "excuse", "actually", "no", "hello"})
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-:.,][a-z0-9]+)*")
 
 
 class SentenceSplitter:
@@ -68,6 +69,13 @@ class SentenceSplitter:
 
 def words(text: str) -> list[str]:
     return _WORD.findall(text.lower().replace("'", ""))
+
+
+def word_key(text: str) -> tuple[str, ...]:
+    """What a transcript says, for comparing an interim with its final: lower-case words and
+    numbers ("6pm", "3", "4:30"), punctuation and case ignored. Digits count: "December"
+    and "December 3" are different requests."""
+    return tuple(_TOKEN.findall(text.lower().replace("'", "")))
 
 
 def is_backchannel(text: str) -> bool:

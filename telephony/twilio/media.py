@@ -95,7 +95,7 @@ class TwilioLink:
 
 async def _close(websocket: WebSocket, code: int = 1000, reason: str = "") -> None:
     if websocket.application_state is WebSocketState.CONNECTED:
-        with contextlib.suppress(RuntimeError, OSError):
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # the caller left first
             await websocket.close(code=code, reason=reason)
 
 
