@@ -8,22 +8,20 @@ again later) for provider failures; the outbox job owns retries and bookkeeping.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
-from ringcentral.http import ApiException, ApiResponse
-from ringcentral.http import Client as RingCentralHttpClient
-from ringcentral.platform import Platform
+from ringcentral.http import ApiException
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
 from hibachi.settings import DEV_TWILIO_AUTH_TOKEN, Settings
+from telephony.ringcentral.platform import RingCentralSession, error_body
+from telephony.ringcentral.platform import http_status as ringcentral_http_status
 from telephony.sms_segments import count_segments
 
 log = logging.getLogger(__name__)
@@ -143,18 +141,6 @@ def _twilio_error(http_status: int, code: int | None, message: str) -> SendError
 # -- RingCentral -----------------------------------------------------------------------
 
 
-class _TimeoutHttpClient(RingCentralHttpClient):  # type: ignore[misc]  # SDK ships no types
-    """The SDK's HTTP client with a pooled session and a socket timeout (stock: none)."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._timeout = timeout
-        self._session = requests.Session()
-
-    def load_response(self, request: requests.PreparedRequest) -> ApiResponse:
-        return ApiResponse(request, self._session.send(request, timeout=self._timeout))
-
-
 class RingCentralSender:
     """RingCentral SMS through the `ringcentral` SDK's Platform, logged in once by JWT.
 
@@ -175,18 +161,9 @@ class RingCentralSender:
         jwt: str,
         timeout: float = SEND_TIMEOUT,
     ) -> None:
-        # Platform is what `ringcentral.SDK(...).platform()` builds; constructing it here
-        # lets us hand it an HTTP client with a timeout.
-        self._platform = Platform(
-            _TimeoutHttpClient(timeout),
-            client_id,
-            client_secret,
-            server_url.rstrip("/"),
-            name="hibachi-agent",
+        self._session = RingCentralSession(
+            server_url=server_url, client_id=client_id, client_secret=client_secret, jwt=jwt, timeout=timeout
         )
-        self._jwt = jwt
-        self._lock = threading.Lock()  # one login/refresh at a time across worker threads
-        self._logged_in = False
 
     async def send(
         self, *, from_phone: str, to_phone: str, body: str, status_callback: str | None
@@ -200,14 +177,7 @@ class RingCentralSender:
             "text": body,
         }
         try:
-            self._authenticate(force=False)
-            try:
-                response = self._platform.post(RINGCENTRAL_SMS_PATH, payload)
-            except ApiException as exc:
-                if _ringcentral_status(exc) != 401:
-                    raise
-                self._authenticate(force=True)
-                response = self._platform.post(RINGCENTRAL_SMS_PATH, payload)
+            response = self._session.call(lambda platform: platform.post(RINGCENTRAL_SMS_PATH, payload))
         except ApiException as exc:
             raise _ringcentral_error(exc) from exc
         record: dict[str, Any] = response.json_dict()
@@ -217,54 +187,18 @@ class RingCentralSender:
             status=str(record.get("messageStatus", "Queued")),
         )
 
-    def _authenticate(self, *, force: bool) -> None:
-        """Make sure the platform holds a usable access token: refresh, else log in by JWT."""
-        with self._lock:
-            auth = self._platform.auth()
-            if not force and auth.access_token_valid():
-                return
-            if not force and self._logged_in and auth.refresh_token_valid():
-                try:
-                    self._platform.refresh()
-                    return
-                except ApiException:
-                    pass  # refresh token revoked or rejected: a fresh JWT login follows
-            self._platform.login(jwt=self._jwt)
-            self._logged_in = True
-
-
-def _ringcentral_status(exc: ApiException) -> int | None:
-    api_response = exc.api_response()
-    response = api_response.response() if api_response is not None else None
-    return int(response.status_code) if response is not None else None
-
 
 def _ringcentral_error(exc: ApiException) -> SendError:
     """Map an SDK error; never uses str(exc), which embeds the request's auth header."""
-    http_status = _ringcentral_status(exc)
+    http_status = ringcentral_http_status(exc)
     if http_status is None:
         cause = exc.__cause__ or exc.__context__
         return TransientSendError(f"ringcentral unreachable: {type(cause).__name__}")
-    code, message = _ringcentral_error_body(exc.api_response().response().text)
+    code, message = error_body(exc.api_response().response().text)
     text = f"ringcentral {http_status} {code}: {message}" if code else f"ringcentral {http_status}: {message}"
     if _is_transient(http_status):
         return TransientSendError(text, code=code, http_status=http_status)
     return PermanentSendError(text, code=code, http_status=http_status)
-
-
-def _ringcentral_error_body(raw: str) -> tuple[str | None, str]:
-    """(error code, message) from a REST error or an OAuth error body."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None, raw[:200]
-    if not isinstance(body, dict):
-        return None, raw[:200]
-    errors = body.get("errors")
-    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    code = first.get("errorCode") or body.get("errorCode") or body.get("error")
-    message = body.get("message") or body.get("error_description") or first.get("message") or ""
-    return (str(code) if code else None), str(message)
 
 
 class LogSender:

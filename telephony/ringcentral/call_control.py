@@ -8,20 +8,16 @@ retries the request once (the same policy as the SMS sender).
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from ringcentral.http import ApiException, ApiResponse
-from ringcentral.http import Client as RingCentralHttpClient
 from ringcentral.platform import Platform
 
 from hibachi.settings import Settings
+from telephony.ringcentral.platform import REQUEST_TIMEOUT, RingCentralSession, error_body, http_status
 
-REQUEST_TIMEOUT = 15.0  # seconds, per HTTP request
 SESSIONS = "/restapi/v1.0/account/~/telephony/sessions"
 CALL_LOG = "/restapi/v1.0/account/~/call-log"
 RECORDING = "/restapi/v1.0/account/~/recording"
@@ -45,18 +41,6 @@ class Recording:
     content_type: str
 
 
-class _TimeoutHttpClient(RingCentralHttpClient):  # type: ignore[misc]  # SDK ships no types
-    """The SDK's HTTP client with a pooled session and a socket timeout (stock: none)."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._timeout = timeout
-        self._session = requests.Session()
-
-    def load_response(self, request: requests.PreparedRequest) -> ApiResponse:
-        return ApiResponse(request, self._session.send(request, timeout=self._timeout))
-
-
 class RingCentralCalls:
     """Forward/transfer ringing calls, look calls up in the call log, download recordings."""
 
@@ -69,16 +53,9 @@ class RingCentralCalls:
         jwt: str,
         timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        self._platform = Platform(
-            _TimeoutHttpClient(timeout),
-            client_id,
-            client_secret,
-            server_url.rstrip("/"),
-            name="hibachi-agent",
+        self._session = RingCentralSession(
+            server_url=server_url, client_id=client_id, client_secret=client_secret, jwt=jwt, timeout=timeout
         )
-        self._jwt = jwt
-        self._lock = threading.Lock()
-        self._logged_in = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RingCentralCalls | None:
@@ -121,7 +98,7 @@ class RingCentralCalls:
     async def fetch_recording(self, recording_id: str) -> Recording:
         """The recording's audio (WAV or MP3, as RingCentral stored it)."""
         response = await asyncio.to_thread(
-            self._call, lambda: self._platform.get(f"{RECORDING}/{recording_id}/content")
+            self._call, lambda platform: platform.get(f"{RECORDING}/{recording_id}/content")
         )
         raw = response.response()
         content_type = str(raw.headers.get("Content-Type", "application/octet-stream"))
@@ -131,62 +108,24 @@ class RingCentralCalls:
 
     def _json(self, method: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         if method == "get":
-            response = self._call(lambda: self._platform.get(path, payload))
+            response = self._call(lambda platform: platform.get(path, payload))
         else:
-            response = self._call(lambda: self._platform.post(path, payload))
+            response = self._call(lambda platform: platform.post(path, payload))
         body = response.json_dict()
         return body if isinstance(body, dict) else {}
 
-    def _call(self, send: Callable[[], ApiResponse]) -> ApiResponse:
+    def _call(self, send: Callable[[Platform], ApiResponse]) -> ApiResponse:
         try:
-            self._authenticate(force=False)
-            try:
-                return send()
-            except ApiException as exc:
-                if _status(exc) != 401:
-                    raise
-                self._authenticate(force=True)
-                return send()
+            return self._session.call(send)
         except ApiException as exc:
             raise _error(exc) from exc
-
-    def _authenticate(self, *, force: bool) -> None:
-        with self._lock:
-            auth = self._platform.auth()
-            if not force and auth.access_token_valid():
-                return
-            if not force and self._logged_in and auth.refresh_token_valid():
-                try:
-                    self._platform.refresh()
-                    return
-                except ApiException:
-                    pass  # refresh token revoked: a fresh JWT login follows
-            self._platform.login(jwt=self._jwt)
-            self._logged_in = True
-
-
-def _status(exc: ApiException) -> int | None:
-    api_response = exc.api_response()
-    response = api_response.response() if api_response is not None else None
-    return int(response.status_code) if response is not None else None
 
 
 def _error(exc: ApiException) -> CallControlError:
     """Map an SDK error; never uses str(exc), which embeds the request's auth header."""
-    status = _status(exc)
+    status = http_status(exc)
     if status is None:
         cause = exc.__cause__ or exc.__context__
         return CallControlError(f"ringcentral unreachable: {type(cause).__name__}")
-    raw = exc.api_response().response().text
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = {}
-    body = body if isinstance(body, dict) else {}
-    errors = body.get("errors")
-    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    code = first.get("errorCode") or body.get("errorCode")
-    message = body.get("message") or first.get("message") or raw[:200]
-    return CallControlError(
-        f"ringcentral {status}: {message}", http_status=status, code=str(code) if code else None
-    )
+    code, message = error_body(exc.api_response().response().text)
+    return CallControlError(f"ringcentral {status}: {message}", http_status=status, code=code)
