@@ -180,6 +180,25 @@ async def test_pacer_sends_a_frame_every_20ms_after_a_small_lead() -> None:
     assert pacer.jitter.mean_late < 0.01
 
 
+async def test_pacer_counts_frames_that_were_already_late_as_jitter() -> None:
+    class StallingRecorder(Recorder):
+        async def media(self, ulaw: bytes) -> None:
+            await super().media(ulaw)
+            if len(self.sent) == 6:
+                time.sleep(0.08)  # noqa: ASYNC251  (blocks the loop on purpose: the next frames go out late)
+
+    out = StallingRecorder()
+    pacer = Pacer(out.media, out.mark, lead=2)
+    runner = asyncio.create_task(pacer.run())
+    pacer.push_audio([b"\x00" * FRAME_BYTES] * 12)
+    pacer.push_mark("end")
+    async with asyncio.timeout(3):
+        while not out.sent or out.sent[-1][1] != "mark:end":  # noqa: ASYNC110  (polling the recorder)
+            await asyncio.sleep(0.01)
+    runner.cancel()
+    assert pacer.jitter.max_late >= 0.05
+
+
 async def test_pacer_clear_drops_queued_audio_at_once() -> None:
     out = Recorder()
     pacer = Pacer(out.media, out.mark, lead=2)

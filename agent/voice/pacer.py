@@ -90,6 +90,7 @@ class Pacer:
         self._generation = 0
         self._run_start = 0.0
         self._run_frames = 0
+        self._starved = True  # the queue ran dry since the last frame (gaps then are not lateness)
         self.jitter = JitterStats()
         self.frames_sent = 0
 
@@ -129,10 +130,21 @@ class Pacer:
 
     # ---- the sending loop -------------------------------------------------------------
 
+    def _deadline(self) -> float:
+        """When the next frame of the current run is due (the first `lead` frames go at once)."""
+        return self._run_start + (self._run_frames - self.lead) * FRAME_SECONDS
+
+    def _record_lateness(self, late: float) -> None:
+        self.jitter.frames += 1
+        self.jitter.total_late += late
+        self.jitter.max_late = max(self.jitter.max_late, late)
+        SEND_JITTER.observe(late)
+
     async def run(self) -> None:
         """Send until cancelled."""
         while True:
             if not self._queue:
+                self._starved = True  # nothing to send: a gap now is not lateness
                 self._ready.clear()
                 await self._ready.wait()
                 continue
@@ -146,24 +158,29 @@ class Pacer:
                 item.callback()
                 continue
             now = self.clock()
-            if self._run_frames == 0 or now > self.playout_end():
+            if self._run_frames and now > self.playout_end():
+                if not self._starved:
+                    # The frame was ready but the loop was busy: the caller heard a gap.
+                    self._record_lateness(now - self._deadline())
+                self._run_frames = 0
+            if self._run_frames == 0:
                 # A new run (first audio, after a clear, or after an underrun).
                 self._run_start = now
-                self._run_frames = 0
-            deadline = self._run_start + (self._run_frames - self.lead) * FRAME_SECONDS
+            deadline = self._deadline()
             if deadline > now:
                 generation = self._generation
                 await asyncio.sleep(deadline - now)
                 if generation != self._generation:
                     continue  # cleared while waiting: this frame is gone
-                late = max(0.0, self.clock() - deadline)
-                self.jitter.frames += 1
-                self.jitter.total_late += late
-                self.jitter.max_late = max(self.jitter.max_late, late)
-                SEND_JITTER.observe(late)
+                self._record_lateness(max(0.0, self.clock() - deadline))
+            elif self._run_frames >= self.lead:
+                # Already past its deadline (a busy loop): that lateness is jitter too. The
+                # first `lead` frames of a run are early by design and not counted.
+                self._record_lateness(now - deadline)
             if not self._queue or self._queue[0] is not item:
                 continue
             self._queue.popleft()
             self._run_frames += 1
             self.frames_sent += 1
+            self._starved = False
             await self._send_media(item)
