@@ -255,6 +255,25 @@ class ConversationEngine:
             log.warning("conversation %s is busy; leaving its messages to the sweeper", conversation_id)
         return replies
 
+    def tool_context(
+        self,
+        *,
+        conversation_id: uuid.UUID,
+        channel: Channel,
+        customer_phone: str,
+        location_slug: str,
+        now: datetime,
+    ) -> ToolContext:
+        """What every tool call of one turn runs as: the caller (by carrier number), where, when."""
+        return ToolContext(
+            app=self.app,
+            conversation_id=conversation_id,
+            channel=channel.value,
+            customer_phone=customer_phone,
+            location_slug=location_slug,
+            now=now,
+        )
+
     async def idle(self) -> None:
         """Wait until no background turn is running."""
         while self._tasks:
@@ -351,10 +370,9 @@ class ConversationEngine:
             offer_human=offer_human,
         )
         toolbox = ToolBox(
-            ToolContext(
-                app=self.app,
+            self.tool_context(
                 conversation_id=conversation.id,
-                channel=conversation.channel.value,
+                channel=conversation.channel,
                 customer_phone=conversation.customer_phone,
                 location_slug=location.slug,
                 now=now,

@@ -257,18 +257,7 @@ class Turn:
     def take_slots(self) -> bool:
         """Copy what the message says into the dialog; whether anything changed."""
         dialog, nlu = self.dialog, self.nlu
-        before = (
-            dialog.date,
-            dialog.time,
-            dialog.adults,
-            dialog.children,
-            dialog.toddlers,
-            dialog.filet,
-            dialog.lobster,
-            dialog.name,
-            dialog.region,
-            dialog.code,
-        )
+        before = dialog.details()
         if nlu.date:
             dialog.date = nlu.date.day.isoformat()
         if nlu.time:
@@ -303,18 +292,7 @@ class Turn:
             dialog.region = nlu.region
         if nlu.code:
             dialog.code = nlu.code
-        after = (
-            dialog.date,
-            dialog.time,
-            dialog.adults,
-            dialog.children,
-            dialog.toddlers,
-            dialog.filet,
-            dialog.lobster,
-            dialog.name,
-            dialog.region,
-            dialog.code,
-        )
+        after = dialog.details()
         if before != after:
             dialog.misses = 0
             if (before[2:7]) != (after[2:7]):

@@ -46,6 +46,21 @@ class Dialog:
     def save(self, state: dict[str, Any]) -> None:
         state[STATE_KEY] = asdict(self)
 
+    def details(self) -> tuple[Any, ...]:
+        """What the customer told us, in a fixed order (date, time, party [2:7], name, region, code)."""
+        return (
+            self.date,
+            self.time,
+            self.adults,
+            self.children,
+            self.toddlers,
+            self.filet,
+            self.lobster,
+            self.name,
+            self.region,
+            self.code,
+        )
+
     @property
     def guests(self) -> int:
         return (self.adults or 0) + self.children + self.toddlers

@@ -240,10 +240,9 @@ class VoiceCalls:
                 )
 
     def _tool_context(self, call: VoiceCall, now: datetime) -> ToolContext:
-        return ToolContext(
-            app=self.app,
+        return self.engine.tool_context(
             conversation_id=call.conversation_id,
-            channel=Channel.voice.value,
+            channel=Channel.voice,
             customer_phone=call.customer_phone,
             location_slug=call.location_slug,
             now=now,
