@@ -177,7 +177,9 @@ def test_hibachi_call_books_by_voice_on_local_engines(server: LiveServer) -> Non
     with httpx.Client(
         base_url=server.base_url, headers={"Authorization": f"Bearer {server.admin_key}"}
     ) as api:
-        [booking] = api.get("/v1/bookings", params={"phone": "+14085550152"}).json()["items"]
+        bookings = api.get("/v1/bookings", params={"phone": "+14085550152"}).json()["items"]
+        assert len(bookings) == 1, result.stdout  # the printed call shows what was heard
+        [booking] = bookings
         conversation = api.get("/v1/conversations", params={"phone": "+14085550152"}).json()["items"][0]
     assert (booking["event_date"], booking["start_time"], booking["adults"]) == (day.isoformat(), "18:00", 12)
     assert booking["status"] == "pending_deposit"

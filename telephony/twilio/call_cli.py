@@ -16,7 +16,7 @@ from agent.speech.local import LocalSTT, LocalTTS
 from telephony.twilio.call_sim import SimulatedCall
 
 # How long the agent must stay quiet before the caller speaks again.
-AGENT_DONE_AFTER = 1.2
+AGENT_DONE_AFTER = 2.0  # long enough for the next sentence to be synthesised on a busy machine
 
 
 @dataclass(slots=True, frozen=True)
