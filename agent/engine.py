@@ -33,6 +33,7 @@ from agent.keywords import Keyword
 from agent.models import Conversation, CostLine, InboundStatus, Message, ToolCall
 from agent.state import conversation_lock_name, load_state, save_state
 from agent.tools.base import Effect, Tool, ToolBox, ToolCallRecord, ToolContext
+from agent.tools.common import redact_cards
 from booking_tools.customers.models import Customer
 from booking_tools.customers.service import find_customer, set_opt_out
 from booking_tools.locations.models import Location
@@ -152,7 +153,7 @@ class ConversationEngine:
             message = Message(
                 conversation_id=conversation.id,
                 role=Role.customer,
-                text=inbound.text,
+                text=redact_cards(inbound.text) or "",  # card numbers are never stored
                 created_at=now,
                 provider=inbound.provider,
                 provider_message_id=inbound.provider_message_id,

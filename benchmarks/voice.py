@@ -19,7 +19,10 @@ Figures:
 - end of speech -> first agent audio at the caller (`Turn.latency`), p50/p99. A turn
   during which agent audio arrived while the caller was still speaking (a greeting or
   reply that paused for over a second mid-way under load) is counted, not timed;
-- our own added latency per turn: that minus the 800 ms of provider latency;
+- our own added latency per turn: that minus the provider latency on the turn's critical
+  path: 800 ms serially; for a turn answered by a pre-emptive draft (started `preempted` ms
+  after speech end, from the server's per-turn marks in the conversation API), the model
+  runs alongside the STT endpointing: max(300, preempted + 350) + 150 ms;
 - server CPU per concurrent call: /proc CPU seconds of the server process (and,
   separately, the embedded PostgreSQL) over the run / sum of call seconds, % of a core;
 - outbound pacing jitter: |inter-arrival - 20 ms| of our media frames at the simulated
@@ -70,14 +73,17 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.api import _own_cpu, free_port, percentile, postgres_cpu, wait_ready
+from benchmarks.voice_fakes import CALLER_LINES, CHARS_PER_SECOND
 from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
 from telephony.audio import silence_ulaw, tone_ulaw
 from telephony.fakes.deepgram_server import DEFAULT_API_KEY as DEEPGRAM_KEY
 from telephony.fakes.openai_server import DEFAULT_API_KEY as OPENAI_KEY
+from telephony.twilio.call_cli import MARK_ORDER
 from telephony.twilio.call_sim import CallSimError, SimulatedCall
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = "+14085550199"
+ADMIN_KEY = "voice-benchmark-admin-key"
 STT_FINAL_S = 0.30  # endpointing (300 ms, what the server asks for) + stt_final_delay (0)
 LLM_FIRST_TOKEN_S = 0.35
 TTS_FIRST_BYTE_S = 0.15
@@ -92,13 +98,22 @@ TARGET_CALLS = 200  # on 2 cores
 TARGET_JITTER_P99_MS = 20.0
 
 
-def speech(words: int, seed: int) -> bytes:
-    """Speech-like mu-law: `words` tone bursts (160-220 ms, varied pitch) with short gaps."""
+def speech(line: str, seed: int) -> bytes:
+    """Speech-like mu-law for `line`: tone bursts (160-220 ms, varied pitch) with short gaps,
+    lasting as long as the fake takes its words to be said (`CHARS_PER_SECOND`), so its
+    interim transcripts have revealed every word by the time the audio ends."""
     rng = random.Random(seed)
+    target_ms = sum(len(word) + 1 for word in line.split()) / CHARS_PER_SECOND * 1000
     parts: list[bytes] = []
-    for _ in range(words):
-        parts.append(tone_ulaw(rng.uniform(160, 320), rng.choice((160, 180, 200, 220)), amplitude=9000))
-        parts.append(silence_ulaw(rng.choice((40, 60, 80))))
+    spoken = 0
+    while spoken < target_ms:
+        burst = rng.choice((160, 180, 200, 220))
+        parts.append(tone_ulaw(rng.uniform(160, 320), burst, amplitude=9000))
+        spoken += burst
+        if spoken < target_ms:
+            gap = rng.choice((40, 60, 80))
+            parts.append(silence_ulaw(gap))
+            spoken += gap
     return b"".join(parts)
 
 
@@ -107,6 +122,8 @@ class CallResult:
     """What one simulated call measured."""
 
     latencies: list[float] = field(default_factory=list)  # s, per answered turn
+    timed_turns: list[int] = field(default_factory=list)  # the caller-turn index of each latency
+    phone: str = ""
     unanswered: int = 0
     overlapped: int = 0  # agent audio arrived while the caller spoke (a late greeting/reply): not timed
     seconds: float = 0.0
@@ -132,22 +149,22 @@ def frame_jitter(arrivals: Sequence[float]) -> list[float]:
 
 async def one_call(base: str, index: int, delay: float, call_timeout: float) -> CallResult:
     """Greeting, then two caller utterances each answered by the agent; then hang up."""
-    result = CallResult()
+    result = CallResult(phone=f"+1408557{index % 10000:04d}")
     await asyncio.sleep(delay)
     call = SimulatedCall(
         base,
         base,
         DEV_TWILIO_AUTH_TOKEN,
         DEV_TWILIO_ACCOUNT_SID,
-        f"+1408557{index % 10000:04d}",
+        result.phone,
         AGENT,
         timeout=call_timeout,
     )
     try:
         async with call:
             await call.wait_for_agent_silence(quiet_for=QUIET_S)  # the greeting
-            for words, seed in ((6, index), (3, index + 100_000)):
-                turn = await call.say(speech(words, seed))
+            for number, line in enumerate(CALLER_LINES):
+                turn = await call.say(speech(line, index + number * 100_000))
                 await call.wait_for_agent_silence(quiet_for=QUIET_S)
                 started, ended = turn.speech_started_at or 0.0, turn.speech_ended_at or 0.0
                 if any(started <= chunk.received_at <= ended for chunk in call.agent_chunks):
@@ -156,6 +173,7 @@ async def one_call(base: str, index: int, delay: float, call_timeout: float) -> 
                     result.unanswered += 1
                 else:
                     result.latencies.append(turn.latency)
+                    result.timed_turns.append(number)
             result.seconds = call.now()
     except (CallSimError, TimeoutError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -164,6 +182,29 @@ async def one_call(base: str, index: int, delay: float, call_timeout: float) -> 
     if call.frames_sent > 1:
         result.send_late_p99_ms = call.pacing().p99_late_ms
     return result
+
+
+async def turn_marks(client: httpx.AsyncClient, phone: str) -> list[dict[str, float]]:
+    """Per caller turn of `phone`'s last call: the server's latency marks (ms after speech end)."""
+    listing = await client.get("/v1/conversations", params={"phone": phone, "channel": "voice", "limit": 1})
+    items = listing.json().get("items") or []
+    if listing.status_code != 200 or not items:
+        return []
+    detail = (await client.get(f"/v1/conversations/{items[0]['id']}")).json()
+    return [
+        message["marks"]
+        for message in detail["messages"]
+        if message["role"] == "agent" and "final_transcript" in (message.get("marks") or {})
+    ]
+
+
+def provider_path_ms(preempted_ms: float | None) -> float:
+    """Provider latency on a turn's critical path: serial without a draft; with an adopted draft
+    started at `preempted_ms`, the model runs alongside the STT's endpointing."""
+    stt, llm, tts = STT_FINAL_S * 1000, LLM_FIRST_TOKEN_S * 1000, TTS_FIRST_BYTE_S * 1000
+    if preempted_ms is None:
+        return stt + llm + tts
+    return max(stt, preempted_ms + llm) + tts
 
 
 async def loop_lag(samples: list[float], stop: asyncio.Event) -> None:
@@ -294,7 +335,23 @@ async def run_size(
         waited = run_queue_wait(processes.server.pid) - waited_before
         me_after = resource.getrusage(resource.RUSAGE_SELF)
         after = scrape((await client.get("/metrics")).text)
+        api = httpx.AsyncClient(
+            base_url=processes.base, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        async with api:
+            marks = await asyncio.gather(*(turn_marks(api, r.phone) for r in results))
 
+    own: list[float] = []
+    drafted = 0
+    stage_ms: dict[str, list[float]] = {}
+    for result, call_marks in zip(results, marks, strict=True):
+        for latency, number in zip(result.latencies, result.timed_turns, strict=True):
+            turn = call_marks[number] if number < len(call_marks) else {}
+            preempted = turn.get("preempted")
+            drafted += preempted is not None
+            own.append(latency * 1000 - provider_path_ms(preempted))
+            for stage, value in turn.items():
+                stage_ms.setdefault(stage, []).append(value)
     latencies = [lat * 1000 for r in results for lat in r.latencies]
     jitter = [j for r in results for j in r.jitter_ms]
     errors = [r.error for r in results if r.error]
@@ -308,7 +365,6 @@ async def run_size(
         return percentile(samples, p) if samples else float("nan")
 
     e50, e99 = pct(latencies, 50), pct(latencies, 99)
-    own = [lat - PROVIDER_S * 1000 for lat in latencies]
     o50, o99 = pct(own, 50), pct(own, 99)
     j50, j99 = pct(jitter, 50), pct(jitter, 99)
     jitter_key = "hibachi_voice_pacer_jitter_seconds"
@@ -338,8 +394,9 @@ async def run_size(
         f"(target p50 <= {TARGET_E2E_P50_MS:.0f} ms: {_mark(e50 <= TARGET_E2E_P50_MS, valid)})"
     )
     print(
-        f"own added latency (- {PROVIDER_S * 1000:.0f} ms)  p50 {o50:7.1f} ms  p99 {o99:7.1f} ms"
-        f"                  (target p99 <= {TARGET_OVERHEAD_P99_MS:.0f} ms at 100 calls: "
+        f"own added latency               p50 {o50:7.1f} ms  p99 {o99:7.1f} ms  ({drafted} of {len(own)} "
+        f"turns answered by a pre-emptive draft)\n"
+        f"                                 (target p99 <= {TARGET_OVERHEAD_P99_MS:.0f} ms at 100 calls: "
         f"{_mark(o99 <= TARGET_OVERHEAD_P99_MS, valid)}{'' if calls == 100 else f' here at {calls}'})"
     )
     print(
@@ -375,6 +432,15 @@ async def run_size(
                 f"{provider_stage.split('_seconds')[0].removeprefix('hibachi_')} p50 <= "
                 f"{q50 * 1000:g} / p99 <= {q99 * 1000:g}"
             )
+    if stage_ms:
+        print(
+            "server marks per timed turn, p50 ms after speech end: "
+            + ", ".join(
+                f"{stage} {percentile(stage_ms[stage], 50):.0f}"
+                for stage in ("preempted", *MARK_ORDER)
+                if stage in stage_ms
+            )
+        )
     if stages:
         print("server-side histograms, bucket upper bounds (ms): " + ", ".join(stages))
     if failures:
@@ -472,6 +538,7 @@ async def run(
             )
             env = {k: v for k, v in os.environ.items() if k not in drop} | {
                 "HIBACHI_DATA_DIR": data_dir,
+                "HIBACHI_ADMIN_API_KEY": ADMIN_KEY,
                 "PUBLIC_BASE_URL": base,
                 "DEEPGRAM_API_KEY": DEEPGRAM_KEY,
                 "DEEPGRAM_BASE_URL": deepgram_url,

@@ -19,6 +19,7 @@ from typing import Any
 from telephony.fakes.deepgram_server import FakeDeepgram, HeardUtterance
 from telephony.fakes.openai_server import FakeOpenAI, Reply, Scripted, Stall
 
+CHARS_PER_SECOND = 15.0  # the fake's speech rate; the load generator's caller audio matches it
 # What each caller says, by utterance index on its STT connection (one connection per call).
 CALLER_LINES = ("What's open on December 12?", "Thanks, that's all.")
 # The model's one-sentence answers: to the first question, and to anything after it.
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("fake", choices=["deepgram", "openai"])
     parser.add_argument("--stt-final-delay", type=float, default=0.0)
     parser.add_argument("--tts-first-byte", type=float, default=0.15)
-    parser.add_argument("--chars-per-second", type=float, default=15.0)
+    parser.add_argument("--chars-per-second", type=float, default=CHARS_PER_SECOND)
     parser.add_argument("--first-token", type=float, default=0.35)
     args = parser.parse_args()
     if args.fake == "deepgram":

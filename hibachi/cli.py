@@ -1,4 +1,4 @@
-"""`hibachi` command line: serve, worker, seed, migrate, chat, sms."""
+"""`hibachi` command line: serve, worker, seed, migrate, chat, sms, call, eval."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
+from evals.cli import eval_app
 from hibachi.embedded import EmbeddedServers
 from hibachi.settings import Settings
 
 app = typer.Typer(help="My Hibachi voice & messaging agent and back office.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 
 def _exit_on_sigterm() -> None:

@@ -69,21 +69,24 @@ def best_sentences(passage: str, question: str, limit: int = 2, max_chars: int =
     parts = sentences(passage)
     if not parts:
         return ""
-    asked = {word for word in tokens(question.lower()) if word not in STOPWORDS}
+    # Plurals match singulars both ways ("rains" asks about "rain").
+    asked = {word.rstrip("s") for word in tokens(question.lower()) if word not in STOPWORDS}
 
     def overlap(sentence: str) -> int:
-        return len(
-            asked & {word.rstrip("s") for word in tokens(sentence.lower())}
-            | asked & set(tokens(sentence.lower()))
-        )
+        return len(asked & {word.rstrip("s") for word in tokens(sentence.lower())})
+
+    def fits(index: int) -> bool:
+        return sum(len(parts[i]) for i in chosen) + len(parts[index]) <= max_chars
 
     ranked = sorted(range(len(parts)), key=lambda i: (-overlap(parts[i]), i))
     chosen: list[int] = []
     for index in ranked[:limit]:
-        if chosen and (
-            overlap(parts[index]) == 0 or sum(len(parts[i]) for i in chosen) + len(parts[index]) > max_chars
-        ):
+        if chosen and (overlap(parts[index]) == 0 or not fits(index)):
             break
         chosen.append(index)
+    following = chosen[0] + 1
+    if len(chosen) < limit and following < len(parts) and fits(following):
+        # Nothing else matched: the sentence after the best one completes it ("No." alone answers nothing).
+        chosen.append(following)
     answer = " ".join(parts[i] for i in sorted(chosen))
     return answer if len(answer) <= max_chars else answer[: max_chars - 1].rsplit(" ", 1)[0] + "…"

@@ -10,6 +10,8 @@ from rapidfuzz import fuzz, process
 from agent.nlu.text import has_phrase, tokens
 
 CODE = re.compile(r"\b(MH[A-HJ-NP-Z2-9]{6})\b", re.IGNORECASE)
+# What replaces a card number in stored messages (see `agent.tools.common.redact_cards`).
+CARD_REMOVED = "[card number removed]"
 # A card-like run of 13-19 digits, spaces or dashes allowed between them.
 CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 PHONE = re.compile(r"(?<!\d)(?:\+?1[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4}(?!\d)")
@@ -145,6 +147,9 @@ def find_code(text: str) -> str | None:
 
 
 def has_card_number(text: str) -> bool:
+    """A card number, or the mark left where one was removed before the message was stored."""
+    if CARD_REMOVED in text:
+        return True
     return any(len(re.sub(r"\D", "", match)) >= 13 for match in CARD.findall(text))
 
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agent.nlu.entities import CARD_REMOVED
 from agent.tools.base import Runner, Tool, ToolContext, ToolResult
 from booking_tools.bookings import service as bookings
 from booking_tools.bookings.models import Booking, BookingStatus
@@ -56,7 +57,7 @@ def redact_cards(text: str | None) -> str | None:
     """`text` with anything that looks like a card number removed (we never store those)."""
     if text is None:
         return None
-    return CARD_NUMBER.sub("[card number removed]", text)
+    return CARD_NUMBER.sub(CARD_REMOVED, text)
 
 
 def payments(app: AppContext) -> PaymentProvider:

@@ -29,6 +29,7 @@ from agent.engine import SORRY, ConversationEngine, UnknownAgentNumber, tool_cal
 from agent.models import Conversation, ConversationStatus, Message
 from agent.state import load_state, save_state
 from agent.tools.base import Effect, Tool, ToolBox, ToolCallRecord, ToolContext, ToolResult
+from agent.tools.common import redact_cards
 from booking_tools.customers.service import find_customer
 from booking_tools.locations.service import location_for_agent_phone
 from hibachi.db import new_id, unit_of_work
@@ -154,11 +155,11 @@ class VoiceCalls:
     ) -> VoiceTurnResult:
         """Answer one caller utterance, passing each piece of the reply to `on_text` as it streams.
 
-        The caller's words are committed first. If the task is cancelled (the caller hung
+        The caller's words are committed before any tool with effects runs (the model
+        request does not wait for that write). If the task is cancelled (the caller hung
         up), the text produced so far is written, marked truncated, before re-raising.
         """
-        customer_message_id = await self._write_customer(call, text)
-        draft = TurnDraft(self, call, text, customer_message_id=customer_message_id)
+        draft = TurnDraft(self, call, text)  # thinks while `confirm` writes the caller's words
         return await draft.confirm(text, on_text=on_text, marks=marks)
 
     def draft(self, call: VoiceCall, text: str) -> TurnDraft:
@@ -171,7 +172,7 @@ class VoiceCalls:
             inbound = Message(
                 conversation_id=call.conversation_id,
                 role=Role.customer,
-                text=text,
+                text=redact_cards(text) or "",
                 created_at=now,
                 provider=call.provider,
                 sentiment=sentiment.score(text),
@@ -379,6 +380,7 @@ class TurnDraft:
         self._on_text: Callable[[str], None] | None = None
         self._buffered: list[str] = []
         self._settled = False  # confirmed-and-cancelled, or discarded: its cost is accounted for
+        self._writing = False  # `confirm` writes the caller's words while the brain may still read history
         self._task = asyncio.create_task(self._think(), name=f"voice-draft:{call.call_sid}")
 
     @property
@@ -401,6 +403,13 @@ class TurnDraft:
         score = sentiment.score(self.text)
         async with calls.app.sessions() as session:
             history = await engine.history(session, call.conversation_id, before=before)
+            if (
+                self._writing
+                and history
+                and history[-1].role == Role.customer
+                and history[-1].text == redact_cards(self.text)
+            ):
+                history.pop()  # our own words, written meanwhile by `confirm`: they are `text`
             earlier = await engine.earlier_sentiments(session, call.conversation_id, before=before)
             customer = await find_customer(session, phone=call.customer_phone)
         state = await load_state(calls.app.redis, call.conversation_id)
@@ -440,20 +449,27 @@ class TurnDraft:
     ) -> VoiceTurnResult:
         """The caller said it: commit their words, let the reply out, finish the turn."""
         calls, call = self.calls, self.call
+        write: asyncio.Task[int] | None = None
+        if self.customer_message_id is None:  # written while the reply already goes out
+            write = asyncio.create_task(calls._write_customer(call, final_text))
+            self._writing = True
         try:
-            if self.customer_message_id is None:
-                self.customer_message_id = await calls._write_customer(call, final_text)
             self._on_text = on_text
             buffered, self._buffered = self._buffered, []
             for delta in buffered:
                 on_text(delta)
-            self._gate.set()
+            if write is not None:
+                self.customer_message_id = await asyncio.shield(write)
+            self._gate.set()  # effects only once the caller's words are on record
             await asyncio.shield(self._task)
         except asyncio.CancelledError:
             # The call dropped mid-turn: keep what was produced (the brain's state is not saved).
             self._settled = True
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            if write is not None and self.customer_message_id is None:
+                (written,) = await asyncio.gather(write, return_exceptions=True)
+                self.customer_message_id = written if isinstance(written, int) else None
             if self.customer_message_id is not None:
                 toolbox_calls = self.toolbox.calls if self.toolbox is not None else []
                 await calls._write_reply(
@@ -467,6 +483,7 @@ class TurnDraft:
                 )
             raise
         customer_message_id = self.customer_message_id
+        assert customer_message_id is not None  # written above or before the draft started
         if self.failed and not self.parts:
             sorry = SORRY.format(staff=call.staff_phone)
             self.parts.append(sorry)

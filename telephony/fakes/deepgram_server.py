@@ -7,7 +7,8 @@ against it through `DeepgramClientEnvironment(production="ws://127.0.0.1:P", bas
 It cannot recognise speech. It finds speech in the received audio by energy (20 ms
 frames), and gives each detected utterance the next text of a script
 (`script_transcripts("I'd like to book", "yes")`), else what `responder(utterance)`
-returns, else "". While an utterance arrives it sends interim `Results` (is_final
+returns, else "" (the responder is asked once per utterance, at its first interim, with
+the audio heard so far, or at its final). While an utterance arrives it sends interim `Results` (is_final
 false) revealing the words in proportion to the audio heard (at `chars_per_second`);
 once `endpointing` ms of silence followed it, it waits `stt_final_delay` seconds and
 sends the final (is_final and speech_final true), then `UtteranceEnd` after
@@ -590,7 +591,7 @@ class _ListenSession:
         return utterance.text
 
     def _interim(self, utterance: _Utterance) -> None:
-        words = self._text_of(utterance).split() if utterance.scripted else []
+        words = self._text_of(utterance).split()
         if not words:
             return
         spoken = utterance.last_voice - utterance.start

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 PROTOCOL = "Call"
 PROTOCOL_VERSION = "1.0.0"
@@ -135,8 +136,8 @@ OutboundMessage = OutMedia | OutMark | OutClear
 
 def _load(text: str | bytes) -> tuple[str, dict[str, Any]]:
     try:
-        message = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:  # also raised for invalid UTF-8
         raise CodecError(f"not JSON: {exc}") from exc
     if not isinstance(message, dict):
         raise CodecError(f"expected a JSON object, got {type(message).__name__}")
@@ -289,7 +290,7 @@ def parse(text: str | bytes) -> InboundEvent:
 
 
 def _dumps(message: Mapping[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"))
+    return orjson.dumps(message).decode()
 
 
 def media_message(stream_sid: str, ulaw: bytes) -> str:

@@ -1,0 +1,1 @@
+"""How a trial talks to the agent: one driver per channel (sms, voice-text, voice-audio)."""
