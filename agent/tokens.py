@@ -16,7 +16,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -99,14 +99,18 @@ def _bundled_ranks(url: str, expected_hash: str | None = None) -> dict[bytes, in
     return ranks
 
 
+@lru_cache(maxsize=16384)
 def count_text(text: str, model: str) -> int:
-    """Tokens of plain text (special-token strings counted as ordinary text)."""
+    """Tokens of plain text (special-token strings counted as ordinary text).
+
+    Cached: every model request re-counts the system prompt, the tool definitions and the
+    conversation so far, and tokenising them again each time is most of its CPU.
+    """
     return len(encoding_for(model).encode(text, disallowed_special=()))
 
 
 def count_message(message: Message, model: str) -> int:
     """Tokens one chat message takes in a request, framing included."""
-    encoding = encoding_for(model)
     tokens = TOKENS_PER_MESSAGE
     for key, value in message.items():
         if value is None:
@@ -114,13 +118,13 @@ def count_message(message: Message, model: str) -> int:
         if key == "tool_calls":
             for call in value:
                 function = call.get("function", {})
-                tokens += len(encoding.encode(str(function.get("name", "")), disallowed_special=()))
-                tokens += len(encoding.encode(str(function.get("arguments", "")), disallowed_special=()))
+                tokens += count_text(str(function.get("name", "")), model)
+                tokens += count_text(str(function.get("arguments", "")), model)
                 tokens += TOKENS_PER_MESSAGE
             continue
         if key == "content" and isinstance(value, list):  # text parts
             value = "".join(str(part.get("text", "")) for part in value if isinstance(part, Mapping))
-        tokens += len(encoding.encode(str(value), disallowed_special=()))
+        tokens += count_text(str(value), model)
         if key == "name":
             tokens += TOKENS_PER_NAME
     return tokens

@@ -197,13 +197,13 @@ def print_summary(result: RunResult, console: Console) -> None:
     summary = result.summary()
     k = result.k
     table = Table(title=f"{', '.join(result.suites)}: brain {result.brain}, k={k}")
-    for column in ("group", "scenarios", "trials", "pass^1", f"pass^{k}"):
+    columns = ("group", "scenarios", "trials", "pass^1", *([f"pass^{k}"] if k > 1 else []))
+    for column in columns:
         table.add_column(column, justify="left" if column == "group" else "right")
 
     def row(name: str, score: GroupScore) -> None:
-        table.add_row(
-            name, str(score.scenarios), str(score.trials), f"{score.pass_1:.1%}", f"{score.pass_k:.1%}"
-        )
+        rates = (f"{score.pass_1:.1%}", f"{score.pass_k:.1%}")[: len(columns) - 3]
+        table.add_row(name, str(score.scenarios), str(score.trials), *rates)
 
     row("overall", summary.overall)
     for name, score in summary.by_suite.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -155,6 +156,19 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def metrics_text() -> bytes:
+    """Prometheus exposition; with several worker processes, all of theirs summed.
+
+    `hibachi serve --workers N` sets `PROMETHEUS_MULTIPROC_DIR` before the workers start,
+    so each writes its samples there; any worker answering /metrics reads them all.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
+
+
 def create_app(settings: Settings, *, context: AppContext | None = None) -> FastAPI:
     """The app. With `context`, the caller owns connections and the worker (tests)."""
 
@@ -209,7 +223,7 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     for router in (
         locations_router,

@@ -1,6 +1,8 @@
 """ASGI entry point for multi-process serving (`uvicorn hibachi.asgi:app --workers N`).
 
-Needs `DATABASE_URL` and `REDIS_URL` set (migrations are run by `hibachi serve`/`migrate`).
+Needs `DATABASE_URL` and `REDIS_URL` set (migrations are run by `hibachi serve`/`migrate`);
+`hibachi serve --workers N` sets them (embedded servers included) and
+`PROMETHEUS_MULTIPROC_DIR`, so /metrics sums every worker.
 """
 
 from hibachi.app import create_app

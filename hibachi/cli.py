@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 import signal
 from collections.abc import Coroutine
 from types import FrameType
@@ -78,7 +80,7 @@ async def _seed(settings: Settings, *, demo: bool, knowledge: bool = False) -> N
 def serve(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind")] = 8000,
-    workers: Annotated[int, typer.Option(help="web worker processes (needs external DB/Redis)")] = 1,
+    workers: Annotated[int, typer.Option(help="web worker processes (one per core)")] = 1,
 ) -> None:
     """Run the HTTP/WebSocket server (embedded PostgreSQL and Redis unless configured)."""
     import uvicorn
@@ -90,6 +92,11 @@ def serve(
     settings, servers = _prepare(Settings())
     try:
         if workers > 1:
+            # Each worker writes its metrics here and /metrics sums them (see hibachi.app.metrics_text).
+            metrics_dir = settings.hibachi_data_dir.resolve() / "metrics"
+            shutil.rmtree(metrics_dir, ignore_errors=True)  # counts from an earlier run are not ours
+            metrics_dir.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
             uvicorn.run(
                 "hibachi.asgi:app", host=host, port=port, workers=workers, log_level="info", access_log=False
             )

@@ -32,9 +32,9 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(
-    data_dir: Path, *, admin_key: str = "live-admin-key", timeout: float = 180
+    data_dir: Path, *, admin_key: str = "live-admin-key", timeout: float = 180, workers: int = 1
 ) -> Iterator[LiveServer]:
-    """Start `hibachi serve` on a free port with no DATABASE_URL/REDIS_URL; stop it after."""
+    """Start `hibachi serve [--workers N]` on a free port with no DATABASE_URL/REDIS_URL; stop it after."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
@@ -43,7 +43,7 @@ def live_server(
     hibachi = Path(sys.executable).parent / "hibachi"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(hibachi), "serve", "--port", str(port)],
+            [str(hibachi), "serve", "--port", str(port), "--workers", str(workers)],
             env=env,
             cwd=ROOT,
             stdout=out,

@@ -184,3 +184,24 @@ def test_hibachi_call_books_by_voice_on_local_engines(server: LiveServer) -> Non
     assert (booking["event_date"], booking["start_time"], booking["adults"]) == (day.isoformat(), "18:00", 12)
     assert booking["status"] == "pending_deposit"
     assert conversation["channel"] == "voice"
+
+
+def test_serve_with_two_workers_shares_one_database_and_sums_their_metrics(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with live_server(tmp_path_factory.mktemp("workers"), workers=2) as running:
+        headers = {"Authorization": f"Bearer {running.admin_key}"}
+        requests = 40
+        for _ in range(requests):  # a new connection each time: the kernel spreads them over the workers
+            response = httpx.get(f"{running.base_url}/v1/locations", headers=headers, timeout=10)
+            assert response.status_code == 200
+            assert {loc["slug"] for loc in response.json()["items"]} == {"bay-area", "sacramento"}
+        metrics = httpx.get(f"{running.base_url}/metrics", timeout=10).text
+    counted = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("hibachi_http_request_seconds_count{") and 'route="/v1/locations"' in line
+    ]
+    assert sum(counted) == requests
+    log = running.log.read_text()
+    assert log.count("Application startup complete") == 2
