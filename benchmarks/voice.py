@@ -47,8 +47,10 @@ machine.
 
 `--pin` puts the server on CPU 0 and the load generator and fakes on the other CPU(s), so
 the two sides stop taking each other's CPU time (other processes on the machine still can).
+`--server-workers N` runs `hibachi serve --workers N` (server CPU then sums the workers).
 
     .venv/bin/python -m benchmarks.voice [--calls 10] [--sweep 10,25,50,100,200] [--ramp 5] [--pin]
+        [--server-workers 2]
 """
 
 from __future__ import annotations
@@ -298,9 +300,25 @@ def run_queue_wait(pid: int) -> float:
     return total / 1e9
 
 
+def server_pids(processes: Processes) -> list[int]:
+    """`hibachi serve` and, with --server-workers, its uvicorn worker processes (not redis-server)."""
+    pids = [processes.server.pid]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == processes.server.pid and "python" in (proc / "cmdline").read_text():
+                pids.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
 def _cpu(processes: Processes) -> dict[str, float]:
     return {
-        "server": _own_cpu(processes.server.pid),
+        "server": sum(_own_cpu(pid) for pid in server_pids(processes)),
         "postgres": postgres_cpu(processes.data_dir),
         **{name: _own_cpu(proc.pid) for name, proc in processes.fakes.items()},
     }
@@ -319,7 +337,7 @@ async def run_size(
     async with httpx.AsyncClient(base_url=processes.base, timeout=30) as client:
         before = scrape((await client.get("/metrics")).text)
         cpu_before = _cpu(processes)
-        waited_before = run_queue_wait(processes.server.pid)
+        waited_before = sum(run_queue_wait(pid) for pid in server_pids(processes))
         me_before = resource.getrusage(resource.RUSAGE_SELF)
         lag: list[float] = []
         stop = asyncio.Event()
@@ -332,7 +350,7 @@ async def run_size(
         stop.set()
         await lag_task
         cpu_after = _cpu(processes)
-        waited = run_queue_wait(processes.server.pid) - waited_before
+        waited = sum(run_queue_wait(pid) for pid in server_pids(processes)) - waited_before
         me_after = resource.getrusage(resource.RUSAGE_SELF)
         after = scrape((await client.get("/metrics")).text)
         api = httpx.AsyncClient(
@@ -490,8 +508,9 @@ def _pin(processes: Processes) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         return
-    for task in Path(f"/proc/{processes.server.pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), {cpus[0]})
+    for pid in server_pids(processes):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), {cpus[0]})
     rest = set(cpus[1:])
     for proc in processes.fakes.values():
         for task in Path(f"/proc/{proc.pid}/task").iterdir():
@@ -518,6 +537,7 @@ async def run(
     call_timeout: float,
     server_log: IO[bytes] | int,
     pin: bool,
+    workers: int,
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -546,21 +566,21 @@ async def run(
                 "OPENAI_BASE_URL": openai_url,
             }
             server = subprocess.Popen(  # noqa: ASYNC220  (started once, before measuring)
-                [sys.executable, "-m", "hibachi.cli", "serve", "--port", str(port)],
+                [sys.executable, "-m", "hibachi.cli", "serve", "--port", str(port), f"--workers={workers}"],
                 env=env,
                 stdout=server_log,
                 stderr=server_log,
                 cwd=ROOT,
             )
             processes = Processes(server, fakes, data_dir, base)
-            if pin:
-                _pin(processes)
             try:
                 await wait_ready(base, server)
+                if pin:
+                    _pin(processes)
                 print(
-                    f"hibachi voice benchmark: {os.cpu_count()} CPUs, one `hibachi serve` process + embedded "
-                    "PostgreSQL/Redis; FakeDeepgram and FakeOpenAI each in their own process; the load "
-                    "generator (this process) on the same machine.\nProvider latencies: STT final "
+                    f"hibachi voice benchmark: {os.cpu_count()} CPUs, `hibachi serve --workers {workers}` + "
+                    "embedded PostgreSQL/Redis; FakeDeepgram and FakeOpenAI each in their own process; the "
+                    "load generator (this process) on the same machine.\nProvider latencies: STT final "
                     f"{STT_FINAL_S * 1000:.0f} ms after speech end, LLM first token "
                     f"{LLM_FIRST_TOKEN_S * 1000:.0f} ms, TTS first byte {TTS_FIRST_BYTE_S * 1000:.0f} ms "
                     f"(serial sum {PROVIDER_S * 1000:.0f} ms)."
@@ -608,6 +628,9 @@ def main() -> None:
     parser.add_argument(
         "--pin", action="store_true", help="server on CPU 0, load generator and fakes on the others"
     )
+    parser.add_argument(
+        "--server-workers", type=int, default=1, help="`hibachi serve --workers N` (uvicorn processes)"
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.calls]
     log: IO[bytes] | int = open(args.server_log, "wb") if args.server_log else subprocess.DEVNULL
@@ -620,6 +643,7 @@ def main() -> None:
                 call_timeout=args.timeout,
                 server_log=log,
                 pin=args.pin,
+                workers=args.server_workers,
             )
         )
     finally:

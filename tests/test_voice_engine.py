@@ -85,9 +85,16 @@ async def test_a_turn_streams_text_and_records_both_sides(app_ctx: AppContext, d
     )
     day = (NOW + timedelta(days=12)).date()
     pieces: list[str] = []
-    result = await calls.turn(call, f"what's open on {day:%B} {day.day}", on_text=pieces.append)
+    text_when_done: list[str] = []
+    result = await calls.turn(
+        call,
+        f"what's open on {day:%B} {day.day}",
+        on_text=pieces.append,
+        on_done=lambda: text_when_done.append("".join(pieces)),  # the last sentence may be spoken now
+    )
     assert len(pieces) > 1  # sentence by sentence
     assert "".join(pieces).strip() == result.text
+    assert [t.strip() for t in text_when_done] == [result.text]  # once, with the whole reply
     assert "6 pm" in result.text
     assert result.agent_message_id is not None
     await calls.annotate(

@@ -151,16 +151,18 @@ class VoiceCalls:
         text: str,
         *,
         on_text: Callable[[str], None],
+        on_done: Callable[[], None] | None = None,
         marks: dict[str, Any] | None = None,
     ) -> VoiceTurnResult:
         """Answer one caller utterance, passing each piece of the reply to `on_text` as it streams.
 
+        `on_done` is called when the reply's text is complete (before it is written down).
         The caller's words are committed before any tool with effects runs (the model
         request does not wait for that write). If the task is cancelled (the caller hung
         up), the text produced so far is written, marked truncated, before re-raising.
         """
         draft = TurnDraft(self, call, text)  # thinks while `confirm` writes the caller's words
-        return await draft.confirm(text, on_text=on_text, marks=marks)
+        return await draft.confirm(text, on_text=on_text, on_done=on_done, marks=marks)
 
     def draft(self, call: VoiceCall, text: str) -> TurnDraft:
         """Start thinking about `text` before it is final (pre-emptive generation, see `TurnDraft`)."""
@@ -379,6 +381,8 @@ class TurnDraft:
         self._gate = asyncio.Event()
         self._on_text: Callable[[str], None] | None = None
         self._buffered: list[str] = []
+        self._on_done: Callable[[], None] | None = None
+        self._text_done = False  # the brain has finished streaming (SORRY included if it failed)
         self._settled = False  # confirmed-and-cancelled, or discarded: its cost is accounted for
         self._writing = False  # `confirm` writes the caller's words while the brain may still read history
         self._task = asyncio.create_task(self._think(), name=f"voice-draft:{call.call_sid}")
@@ -431,11 +435,7 @@ class TurnDraft:
             async with asyncio.timeout(engine.turn_timeout):
                 async for event in engine.brain.respond(request, toolbox):
                     if isinstance(event, TextDelta):
-                        self.parts.append(event.text)
-                        if self._on_text is None:
-                            self._buffered.append(event.text)
-                        else:
-                            self._on_text(event.text)
+                        self._emit(event.text)
                     else:
                         self.usages.append(event)
         except asyncio.CancelledError:
@@ -443,11 +443,34 @@ class TurnDraft:
         except Exception:
             log.exception("brain failed on call %s", call.call_sid)
             self.failed = True
+        if self.failed and not self.parts:
+            self._emit(SORRY.format(staff=call.staff_phone))
+        # The reply's text is complete: its last sentence can be spoken now, while the
+        # turn is still being written down.
+        self._text_done = True
+        if self._on_done is not None:
+            self._on_done()
+
+    def _emit(self, text: str) -> None:
+        self.parts.append(text)
+        if self._on_text is None:
+            self._buffered.append(text)
+        else:
+            self._on_text(text)
 
     async def confirm(
-        self, final_text: str, *, on_text: Callable[[str], None], marks: dict[str, Any] | None = None
+        self,
+        final_text: str,
+        *,
+        on_text: Callable[[str], None],
+        on_done: Callable[[], None] | None = None,
+        marks: dict[str, Any] | None = None,
     ) -> VoiceTurnResult:
-        """The caller said it: commit their words, let the reply out, finish the turn."""
+        """The caller said it: commit their words, let the reply out, finish the turn.
+
+        `on_text` gets the reply as it streams; `on_done` is called once the reply's text
+        is complete, before the turn is written down (so its last sentence can be spoken).
+        """
         calls, call = self.calls, self.call
         write: asyncio.Task[int] | None = None
         if self.customer_message_id is None:  # written while the reply already goes out
@@ -458,6 +481,9 @@ class TurnDraft:
             buffered, self._buffered = self._buffered, []
             for delta in buffered:
                 on_text(delta)
+            self._on_done = on_done
+            if self._text_done and on_done is not None:
+                on_done()
             if write is not None:
                 self.customer_message_id = await asyncio.shield(write)
             self._gate.set()  # effects only once the caller's words are on record
@@ -484,10 +510,6 @@ class TurnDraft:
             raise
         customer_message_id = self.customer_message_id
         assert customer_message_id is not None  # written above or before the draft started
-        if self.failed and not self.parts:
-            sorry = SORRY.format(staff=call.staff_phone)
-            self.parts.append(sorry)
-            on_text(sorry)
         if self.request is not None:
             await save_state(calls.app.redis, call.conversation_id, self.request.state)
         tool_calls = self.toolbox.calls if self.toolbox is not None else []

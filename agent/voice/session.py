@@ -205,6 +205,7 @@ class Utterance:
         self.heard: list[str] = []  # mark names echoed back, in order
         self.all_queued = False
         self.interrupted = False
+        self.text_closed = False
         self.done = asyncio.Event()  # fully played, or interrupted
         self.audio_started_at: float | None = None
         self.last_mark_at: float | None = None
@@ -217,6 +218,10 @@ class Utterance:
             self._sentence(sentence)
 
     def close_text(self) -> None:
+        """No more text: speak what the splitter still holds (once; later calls do nothing)."""
+        if self.text_closed:
+            return
+        self.text_closed = True
         for sentence in self.splitter.flush():
             if not self.interrupted:
                 self._sentence(sentence)
@@ -573,9 +578,13 @@ class VoiceSession:
         try:
             async with self._brain_lock:
                 if draft is not None:
-                    result = await draft.confirm(text, on_text=on_text, marks=timing.marks)
+                    result = await draft.confirm(
+                        text, on_text=on_text, on_done=reply.close_text, marks=timing.marks
+                    )
                 else:
-                    result = await self.calls.turn(self.call, text, on_text=on_text, marks=timing.marks)
+                    result = await self.calls.turn(
+                        self.call, text, on_text=on_text, on_done=reply.close_text, marks=timing.marks
+                    )
             filler.cancel()
             reply.close_text()
             await reply.done.wait()
