@@ -430,7 +430,7 @@ async def run_size(
     )
     print(
         f"server pacer lateness histogram p50 <= {sj50 * 1000:g} ms  p99 <= {sj99 * 1000:g} ms "
-        f"({n_sj} frames; counts only frames that slept until their deadline)"
+        f"({n_sj} frames; a frame sent late because the loop was busy counts its lateness)"
     )
     stages = []
     for stage in ("final_transcript", "first_token", "first_sentence", "first_tts_byte", "first_audio_sent"):
@@ -598,20 +598,27 @@ async def run(
             _stop(proc)
     if sweep:
         print(
-            "\nsweep:  calls | e2e p50 / p99 ms | own p99 ms | jitter p50 / p99 ms | CPU/call "
-            "| failures (calls, turns, provider)"
+            "\nsweep:  calls | e2e p50 / p99 ms | own p99 ms | caller jitter p50 / p99 ms | server pacer p99 "
+            "| CPU/call | failures (calls, turns, provider)"
         )
         for f in figures:
             print(
                 f"        {f.calls:5d} | {f.e2e_p50:7.1f} / {f.e2e_p99:7.1f} | {f.own_p99:9.1f} | "
-                f"{f.jitter_p50:6.2f} / {f.jitter_p99:6.2f} | {f.cpu_per_call:6.1f} % | {f.errors}"
+                f"{f.jitter_p50:6.2f} / {f.jitter_p99:6.2f} | <= {f.server_jitter_p99:g} ms | "
+                f"{f.cpu_per_call:6.1f} % | {f.errors}"
             )
-        good = [f.calls for f in figures if f.jitter_p99 < TARGET_JITTER_P99_MS and f.errors == 0]
-        best = max(good, default=0)
-        print(
-            f"largest N with caller-side p99 jitter < {TARGET_JITTER_P99_MS:.0f} ms and no failures: "
-            f"{best or 'none'}  (target >= {TARGET_CALLS} on 2 cores: {_mark(best >= TARGET_CALLS)})"
-        )
+        caller_ok = [f.calls for f in figures if f.jitter_p99 < TARGET_JITTER_P99_MS and f.errors == 0]
+        # The server's figure is a histogram bucket's upper bound: "<= 20 ms" is within target.
+        server_ok = [
+            f.calls for f in figures if f.server_jitter_p99 <= TARGET_JITTER_P99_MS and f.errors == 0
+        ]
+        for side, good in (("caller-side", caller_ok), ("server pacer", server_ok)):
+            best = max(good, default=0)
+            print(
+                f"largest N with {side} p99 jitter within {TARGET_JITTER_P99_MS:.0f} ms and no failures: "
+                f"{best or 'none'}  (target >= {TARGET_CALLS} on 2 cores: {_mark(best >= TARGET_CALLS)})"
+            )
+        print("(the caller-side figure includes the load generator's own loop lag, printed per size above)")
 
 
 def main() -> None:
