@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+SAMPLE_RATE = 8000  # phone audio: 8 kHz mu-law, one byte per sample
+
 
 @dataclass(slots=True, frozen=True)
 class STTCapabilities:

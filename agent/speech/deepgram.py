@@ -20,11 +20,10 @@ from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from agent.speech.base import SpeechStarted, STTCapabilities, STTEvent, Transcript, UtteranceEnd
+from agent.speech.base import SAMPLE_RATE, SpeechStarted, STTCapabilities, STTEvent, Transcript, UtteranceEnd
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 8000  # mu-law: one byte per sample
 REPLAY_CHUNK = 3200  # bytes per frame when re-sending buffered audio after a reconnect
 MAX_BUFFER_SECONDS = 120.0  # never keep more unconfirmed audio than this
 

@@ -19,11 +19,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from prometheus_client import Counter, Histogram
 
-from agent.speech.base import STT, TTS, STTEvent, STTStream, Transcript
+from agent.speech.base import SAMPLE_RATE, STT, TTS, STTEvent, STTStream, Transcript
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 8000
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 
 TTS_FIRST_BYTE = Histogram(

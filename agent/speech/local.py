@@ -29,10 +29,9 @@ import numpy as np
 import soxr
 import webrtcvad
 
-from agent.speech.base import SpeechStarted, STTCapabilities, STTEvent, Transcript
+from agent.speech.base import SAMPLE_RATE, SpeechStarted, STTCapabilities, STTEvent, Transcript
 from telephony.audio import pcm16_to_ulaw8k, ulaw_to_pcm16
 
-SAMPLE_RATE = 8000
 FRAME_BYTES = 160  # 20 ms of mu-law
 FRAME_SECONDS = 0.02
 WHISPER_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"  # tiny.en model.bin

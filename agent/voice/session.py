@@ -50,7 +50,16 @@ from typing import Any, Protocol
 from prometheus_client import Counter, Histogram
 
 from agent.models import TransferReason
-from agent.speech.base import STT, TTS, SpeechStarted, STTEvent, STTStream, Transcript, UtteranceEnd
+from agent.speech.base import (
+    SAMPLE_RATE,
+    STT,
+    TTS,
+    SpeechStarted,
+    STTEvent,
+    STTStream,
+    Transcript,
+    UtteranceEnd,
+)
 from agent.tools.base import Effect
 from agent.voice.calls import CallUsage, TurnDraft, VoiceCall, VoiceCalls, VoiceTurnResult
 from agent.voice.pacer import FRAME_SECONDS, Pacer, frames_of, pad_frame
@@ -299,7 +308,9 @@ class VoiceSession:
         self._brain_lock = asyncio.Lock()  # turns run one after another
         self._segments: list[str] = []
         self._turns_active = 0
+        # When the caller's audio (as the STT counts it) began, on our clock; see `feed_audio`.
         self._audio_origin: float | None = None
+        self._audio_fed = 0.0  # seconds of caller audio given to the STT
         self._started = clock()
         self._silence_deadline: float | None = None
         self._silence_strikes = 0
@@ -328,8 +339,14 @@ class VoiceSession:
     async def feed_audio(self, ulaw: bytes) -> None:
         if self._stream is None or self._ending:
             return
-        if self._audio_origin is None:
-            self._audio_origin = self.clock()
+        # A frame leaves the carrier once its 20 ms were captured, and may reach us late
+        # (queued while we were busy) but never early: the earliest arrival minus the audio
+        # up to the frame's end is the best estimate of when the audio began. Speech-end
+        # times, and so every per-turn latency mark, hang on it.
+        self._audio_fed += len(ulaw) / SAMPLE_RATE
+        origin = self.clock() - self._audio_fed
+        if self._audio_origin is None or origin < self._audio_origin:
+            self._audio_origin = origin
         await self._stream.send(ulaw)
 
     def on_mark(self, name: str) -> None:
