@@ -728,6 +728,61 @@ async def test_a_caller_who_goes_on_gets_one_answer_and_no_effects_from_the_draf
     assert "preempted" not in said[-1].marks
 
 
+async def test_a_drafts_first_sentence_is_synthesised_before_the_caller_finishes(
+    voice: Voice, db: Sessions
+) -> None:
+    question = f"what's open on {spoken_day(EVENT_DAY)}"
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        spoken, heard = len(voice.tts.texts), len(sim.agent_chunks)
+        stream.speech_started()
+        stream.interim(question, seconds=0.6)
+        # Stable words: the draft answers, and its first sentence goes to the TTS unplayed.
+        await eventually(more_than(voice.tts.texts, spoken))
+        ahead = voice.tts.texts[spoken]
+        await asyncio.sleep(0.1)
+        assert len(sim.agent_chunks) == heard  # nothing played before the final
+        stream.final(question.capitalize() + "?", seconds=0.6)
+        await until(lambda: _has_reply_to(db, question.capitalize() + "?"))
+        await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
+        call_sid = sim.call_sid
+    await until(lambda: _ended(db, call_sid))
+    reply = (await agent_messages(db))[-1]
+    assert "preempted" in reply.marks
+    assert reply.text.startswith(ahead)
+    assert voice.tts.texts.count(ahead) == 1  # played from what was synthesised ahead
+    assert len(sim.agent_chunks) > heard
+    lines = await costs(db)
+    assert lines[CostKind.tts].quantity == sum(len(t) for t in voice.tts.texts)
+
+
+async def test_speech_synthesised_for_a_discarded_draft_is_never_played_but_is_billed(
+    voice: Voice, db: Sessions
+) -> None:
+    first = f"what's open on {spoken_day(EVENT_DAY)}"
+    full = f"{first}, no wait, first tell me how much the lobster upgrade is"
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        spoken = len(voice.tts.texts)
+        stream.speech_started()
+        stream.interim(first, seconds=0.6)
+        await eventually(more_than(voice.tts.texts, spoken))
+        ahead = voice.tts.texts[spoken]
+        stream.interim(f"{first}, no wait", seconds=1.0)  # the caller goes on
+        stream.final(full, seconds=1.6)
+        await until(lambda: _has_reply_to(db, full))
+        await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
+        call_sid = sim.call_sid
+    await until(lambda: _ended(db, call_sid))
+    reply = (await agent_messages(db))[-1]
+    assert "preempted" not in reply.marks
+    assert ahead not in " ".join(m.text for m in await agent_messages(db))  # never said
+    lines = await costs(db)
+    assert lines[CostKind.tts].quantity == sum(len(t) for t in voice.tts.texts)  # ahead included
+
+
 async def _answer_latency(voice: Voice, db: Sessions, *, preempt: bool) -> tuple[float, Message]:
     voice.configure(preempt=preempt)
     question = f"Hi, what's open on {spoken_day(EVENT_DAY)}?"

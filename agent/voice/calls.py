@@ -382,6 +382,9 @@ class TurnDraft:
         self._on_text: Callable[[str], None] | None = None
         self._buffered: list[str] = []
         self._on_done: Callable[[], None] | None = None
+        # While unconfirmed: each piece of text as it streams, then None when it is complete
+        # (the session synthesises the first sentence ahead, see `agent.voice.ahead`).
+        self.preview: Callable[[str | None], None] | None = None
         self._text_done = False  # the brain has finished streaming (SORRY included if it failed)
         self._settled = False  # confirmed-and-cancelled, or discarded: its cost is accounted for
         self._writing = False  # `confirm` writes the caller's words while the brain may still read history
@@ -450,11 +453,15 @@ class TurnDraft:
         self._text_done = True
         if self._on_done is not None:
             self._on_done()
+        elif self.preview is not None:
+            self.preview(None)
 
     def _emit(self, text: str) -> None:
         self.parts.append(text)
         if self._on_text is None:
             self._buffered.append(text)
+            if self.preview is not None:
+                self.preview(text)
         else:
             self._on_text(text)
 

@@ -61,6 +61,7 @@ from agent.speech.base import (
     UtteranceEnd,
 )
 from agent.tools.base import Effect
+from agent.voice.ahead import SpeechAhead
 from agent.voice.calls import CallUsage, TurnDraft, VoiceCall, VoiceCalls, VoiceTurnResult
 from agent.voice.pacer import FRAME_SECONDS, Pacer, frames_of, pad_frame
 from agent.voice.text import (
@@ -175,6 +176,7 @@ class Preemption:
     draft: TurnDraft
     words: tuple[str, ...]
     started: float
+    ahead: SpeechAhead  # its first sentence, synthesised before the caller finished
 
 
 # ---- what the agent says -------------------------------------------------------------------
@@ -215,6 +217,7 @@ class Utterance:
         self.all_queued = False
         self.interrupted = False
         self.text_closed = False
+        self.ahead: SpeechAhead | None = None  # a reply's first sentence, synthesised ahead
         self.done = asyncio.Event()  # fully played, or interrupted
         self.audio_started_at: float | None = None
         self.last_mark_at: float | None = None
@@ -454,7 +457,7 @@ class VoiceSession:
         if preemption is not None:
             timing.marks["preempted"] = round((preemption.started - origin) * 1000, 1)
             PREEMPTIONS.labels("adopted").inc()
-        self._spawn(self._turn(text, timing, preemption.draft if preemption else None), "turn")
+        self._spawn(self._turn(text, timing, preemption), "turn")
 
     # ---- pre-emptive generation --------------------------------------------------------
 
@@ -502,13 +505,24 @@ class VoiceSession:
         self.drafts_started += 1
         PREEMPTIONS.labels("started").inc()
         draft = self.calls.draft(self.call, self._candidate_text)
-        self._preemption = Preemption(draft, self._candidate, self.clock())
+        ahead = SpeechAhead(self.tts)
+        draft.preview = ahead.feed
+        self._preemption = Preemption(draft, self._candidate, self.clock(), ahead)
 
     def _discard(self, preemption: Preemption) -> None:
         self.drafts_discarded += 1
         PREEMPTIONS.labels("discarded").inc()
         preemption.draft.cancel()  # at once, even if the session is shutting down
+        self._drop_ahead(preemption.ahead)
         self._spawn(preemption.draft.discard(), "discard-draft")
+
+    def _drop_ahead(self, ahead: SpeechAhead | None) -> None:
+        """Stop speech synthesised ahead that will not be played; its characters are billed."""
+        if ahead is None or ahead.taken:
+            return
+        ahead.cancel()
+        if ahead.sentence is not None:
+            self.tts_characters += len(ahead.sentence)
 
     def _agent_speaking(self) -> bool:
         return any(not u.done.is_set() for u in self._live)
@@ -582,8 +596,10 @@ class VoiceSession:
 
     # ---- turns -------------------------------------------------------------------------
 
-    async def _turn(self, text: str, timing: TurnTiming, draft: TurnDraft | None = None) -> None:
+    async def _turn(self, text: str, timing: TurnTiming, preemption: Preemption | None = None) -> None:
+        draft = preemption.draft if preemption is not None else None
         reply = self._utterance("reply", timing)
+        reply.ahead = preemption.ahead if preemption is not None else None
         filler = self._spawn(self._filler(timing), "filler")
 
         def on_text(delta: str) -> None:
@@ -620,6 +636,7 @@ class VoiceSession:
             raise
         finally:
             filler.cancel()
+            self._drop_ahead(reply.ahead)  # not played (the reply said something else, or none)
             self._turns_active -= 1
         assert result is not None
         # Control effects survive barge-in; speech does not.
@@ -735,7 +752,8 @@ class VoiceSession:
     async def _speak_sentence(self, utterance: Utterance, sentence: str, index: int) -> None:
         remainder = bytearray()
         frames = 0
-        chunks = self.tts.synthesize(sentence)
+        ahead = utterance.ahead.take(sentence) if utterance.ahead is not None and index == 0 else None
+        chunks = ahead if ahead is not None else self.tts.synthesize(sentence)
         try:
             async for chunk in chunks:
                 if utterance.interrupted:
@@ -796,6 +814,7 @@ class VoiceSession:
         if self._preemption is not None:
             preemption, self._preemption = self._preemption, None
             preemption.draft.cancel()
+            self._drop_ahead(preemption.ahead)
             await preemption.draft.discard()
         tasks = list(self._tasks)
         for task in tasks:
