@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from agent.speech.base import TTS
 from agent.voice.text import SentenceSplitter
@@ -22,10 +22,12 @@ log = logging.getLogger(__name__)
 
 
 class SpeechAhead:
-    def __init__(self, tts: TTS) -> None:
+    def __init__(self, tts: TTS, clock: Callable[[], float]) -> None:
         self._tts = tts
+        self._clock = clock
         self._splitter = SentenceSplitter()
         self.sentence: str | None = None  # set when its synthesis starts
+        self.started: float | None = None  # when (on `clock`)
         self.taken = False
         self._chunks: list[bytes] = []
         self._more = asyncio.Event()
@@ -40,6 +42,7 @@ class SpeechAhead:
         sentences = self._splitter.push(text) if text is not None else self._splitter.flush()
         if sentences:
             self.sentence = sentences[0]
+            self.started = self._clock()
             self._task = asyncio.create_task(self._synthesize(self.sentence), name="voice:speech-ahead")
 
     async def _synthesize(self, sentence: str) -> None:

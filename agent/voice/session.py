@@ -505,7 +505,7 @@ class VoiceSession:
         self.drafts_started += 1
         PREEMPTIONS.labels("started").inc()
         draft = self.calls.draft(self.call, self._candidate_text)
-        ahead = SpeechAhead(self.tts)
+        ahead = SpeechAhead(self.tts, self.clock)
         draft.preview = ahead.feed
         self._preemption = Preemption(draft, self._candidate, self.clock(), ahead)
 
@@ -754,6 +754,9 @@ class VoiceSession:
         frames = 0
         ahead = utterance.ahead.take(sentence) if utterance.ahead is not None and index == 0 else None
         chunks = ahead if ahead is not None else self.tts.synthesize(sentence)
+        if ahead is not None and utterance.timing is not None and utterance.ahead is not None:
+            started = utterance.ahead.started or utterance.timing.origin
+            utterance.timing.marks["speech_ahead"] = round((started - utterance.timing.origin) * 1000, 1)
         try:
             async for chunk in chunks:
                 if utterance.interrupted:

@@ -66,7 +66,17 @@ async def place_call(
     return turns
 
 
-MARK_ORDER = ("final_transcript", "first_token", "first_sentence", "first_tts_byte", "first_audio_sent")
+# "preempted": a draft started on a stable interim; "speech_ahead": its first sentence went
+# to the TTS then (both are negative when that happened before the caller stopped speaking).
+MARK_ORDER = (
+    "preempted",
+    "speech_ahead",
+    "final_transcript",
+    "first_token",
+    "first_sentence",
+    "first_tts_byte",
+    "first_audio_sent",
+)
 
 
 async def latency_breakdown(*, server_url: str, api_key: str, phone: str) -> list[str]:
