@@ -174,7 +174,14 @@ class Turn:
             if changes:
                 await self.continue_flow()
                 return True
-            if nlu.yes_no is None or (strong and nlu.intent not in (Intent.cancel, Intent.reschedule)):
+            # "No thanks, just the price" after a quote declines the offer to book; it does
+            # not ask for the same quote again.
+            declines_quote = (
+                awaiting == "book_offer" and nlu.yes_no is YesNo.no and nlu.intent is Intent.quote
+            )
+            if nlu.yes_no is None or (
+                strong and not declines_quote and nlu.intent not in (Intent.cancel, Intent.reschedule)
+            ):
                 return False
             if (
                 nlu.intent in (Intent.cancel, Intent.reschedule)
