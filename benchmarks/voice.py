@@ -59,11 +59,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
 import random
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -305,20 +307,41 @@ def run_queue_wait(pid: int) -> float:
     return total / 1e9
 
 
-def server_pids(processes: Processes) -> list[int]:
-    """`hibachi serve` and, with --server-workers, its uvicorn worker processes (not redis-server)."""
-    pids = [processes.server.pid]
+def _children(pid: int) -> dict[int, str]:
+    """The live child processes of `pid` and their command lines."""
+    found: dict[int, str] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            stat = (proc / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == processes.server.pid and "python" in (proc / "cmdline").read_text():
-                pids.append(int(proc.name))
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found[int(proc.name)] = (proc / "cmdline").read_text()
         except (OSError, ValueError, IndexError):
             continue
-    return pids
+    return found
+
+
+def server_pids(processes: Processes) -> list[int]:
+    """`hibachi serve` and, with --server-workers, its uvicorn worker processes (not redis-server)."""
+    workers = [pid for pid, cmdline in _children(processes.server.pid).items() if "python" in cmdline]
+    return [processes.server.pid, *workers]
+
+
+def _stop_server(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 30 s; a killed server's children (its workers and the
+    embedded redis-server, which will not stop once its directory is gone) are killed too."""
+    children = _children(server.pid)
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        print("hibachi serve did not stop within 30 s of SIGTERM; killing it and its children")
+        server.kill()
+        server.wait()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _cpu(processes: Processes) -> dict[str, float]:
@@ -592,11 +615,7 @@ async def run(
                 await run_size(processes, 1, 0.0, call_timeout, label=" (warm-up)")  # connections, caches
                 figures = [await run_size(processes, n, min(ramp, n * 0.05), call_timeout) for n in sizes]
             finally:
-                server.terminate()
-                try:
-                    server.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+                _stop_server(server)
     finally:
         for proc in fakes.values():
             _stop(proc)

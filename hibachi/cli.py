@@ -98,10 +98,23 @@ def serve(
             metrics_dir.mkdir(parents=True)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
             uvicorn.run(
-                "hibachi.asgi:app", host=host, port=port, workers=workers, log_level="info", access_log=False
+                "hibachi.asgi:app",
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="info",
+                access_log=False,
+                timeout_graceful_shutdown=int(settings.hibachi_shutdown_grace_seconds),
             )
         else:
-            uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+            uvicorn.run(
+                create_app(settings),
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=False,
+                timeout_graceful_shutdown=int(settings.hibachi_shutdown_grace_seconds),
+            )
     finally:
         servers.stop()
 

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
 
     hibachi_run_worker: bool = True
     hibachi_db_pool_size: int = 20
+    # On SIGTERM, how long open requests and calls may take to finish before they are cancelled
+    # (a cancelled call still saves its transcript and cost).
+    hibachi_shutdown_grace_seconds: float = 20.0
 
     @property
     def async_database_url(self) -> str:

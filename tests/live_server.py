@@ -22,6 +22,7 @@ class LiveServer:
     base_url: str
     admin_key: str
     log: Path
+    process: subprocess.Popen[bytes]
 
 
 def free_port() -> int:
@@ -32,19 +33,29 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(
-    data_dir: Path, *, admin_key: str = "live-admin-key", timeout: float = 180, workers: int = 1
+    data_dir: Path,
+    *,
+    admin_key: str = "live-admin-key",
+    timeout: float = 180,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
 ) -> Iterator[LiveServer]:
     """Start `hibachi serve [--workers N]` on a free port with no DATABASE_URL/REDIS_URL; stop it after."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env |= {"HIBACHI_DATA_DIR": str(data_dir), "HIBACHI_ADMIN_API_KEY": admin_key, "PUBLIC_BASE_URL": base}
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    environ |= {
+        "HIBACHI_DATA_DIR": str(data_dir),
+        "HIBACHI_ADMIN_API_KEY": admin_key,
+        "PUBLIC_BASE_URL": base,
+        **(env or {}),
+    }
     log = data_dir / "serve.log"
     hibachi = Path(sys.executable).parent / "hibachi"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(hibachi), "serve", "--port", str(port), "--workers", str(workers)],
-            env=env,
+            env=environ,
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -62,7 +73,7 @@ def live_server(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"hibachi serve not ready:\n{log.read_text()[-3000:]}")
                 time.sleep(0.25)
-            yield LiveServer(base_url=base, admin_key=admin_key, log=log)
+            yield LiveServer(base_url=base, admin_key=admin_key, log=log, process=proc)
         finally:
             proc.terminate()
             try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,7 +19,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from hibachi.app import create_app
-from hibachi.settings import Settings
+from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, Settings
+from telephony.twilio.call_sim import SimulatedCall
 from tests.live_server import LiveServer, live_server
 
 HIBACHI = Path(sys.executable).parent / "hibachi"
@@ -205,3 +208,36 @@ def test_serve_with_two_workers_shares_one_database_and_sums_their_metrics(
     assert sum(counted) == requests
     log = running.log.read_text()
     assert log.count("Application startup complete") == 2
+
+
+async def test_sigterm_mid_call_stops_promptly_and_keeps_the_call(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data_dir = tmp_path_factory.mktemp("grace")
+    caller = "+14085550177"
+    with live_server(data_dir, env={"HIBACHI_SHUTDOWN_GRACE_SECONDS": "1"}) as running:
+        async with SimulatedCall(
+            running.base_url,
+            running.base_url,
+            DEV_TWILIO_AUTH_TOKEN,
+            DEV_TWILIO_ACCOUNT_SID,
+            caller,
+            "+14085550199",
+            timeout=60,
+        ) as call:
+            await call.wait_for_agent_silence(quiet_for=0.5)  # greeted; the caller stays on the line
+            started = time.monotonic()
+            running.process.terminate()
+            await asyncio.to_thread(running.process.wait, 30)
+            stopped_after = time.monotonic() - started
+            await asyncio.wait_for(call.wait_closed(), 10)  # the server hung up
+    assert stopped_after < 15, stopped_after  # the call is cut, not waited out
+    with live_server(data_dir) as again:  # the same data, restarted
+        headers = {"Authorization": f"Bearer {again.admin_key}"}
+        async with httpx.AsyncClient(base_url=again.base_url, headers=headers) as api:
+            [summary] = (await api.get("/v1/conversations", params={"phone": caller})).json()["items"]
+            detail = (await api.get(f"/v1/conversations/{summary['id']}")).json()
+    assert summary["channel"] == "voice"
+    assert summary["ended_at"] is not None
+    assert detail["messages"][0]["text"].startswith("Good ")  # the greeting is on record
+    assert detail["cost"]["stt_seconds"] > 0
