@@ -7,7 +7,7 @@ Register both in the arq worker: `forward_ringing_call`, `analyse_call_recording
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -180,3 +180,36 @@ async def analyse_call_recording(ctx: dict[str, Any], telephony_session_id: str)
         conversation.call_details = details
         conversation.summary = analysis.summary
     return "missed opportunity" if analysis.missed_opportunity else "analysed"
+
+
+WEBHOOK_PATH = "/ringcentral/webhook"
+WEBHOOK_FILTERS = [
+    "/restapi/v1.0/account/~/extension/~/message-store/instant?type=SMS",
+    "/restapi/v1.0/account/~/telephony/sessions",
+]
+RENEW_WITHIN = timedelta(days=2)
+
+
+async def keep_ringcentral_webhook(ctx: dict[str, Any]) -> str:
+    """Cron: make sure RingCentral delivers texts and call events to us (create or renew the
+    WebHook subscription to `PUBLIC_BASE_URL/ringcentral/webhook`); a no-op when RingCentral
+    or its verification token is not configured."""
+    app: AppContext = ctx["app"]
+    settings = app.settings
+    token = settings.ringcentral_verification_token
+    if not (settings.ringcentral_enabled and settings.ringcentral_jwt and token):
+        return "not configured"
+    address = settings.public_base_url.rstrip("/") + WEBHOOK_PATH
+    try:
+        done: str = await calls_client(app).ensure_webhook(
+            address=address,
+            event_filters=WEBHOOK_FILTERS,
+            verification_token=token,
+            renew_within=RENEW_WITHIN,
+        )
+    except CallControlError as exc:
+        log.warning("ringcentral webhook subscription for %s failed: %s", address, exc)
+        return "failed"
+    if done != "active":
+        log.info("ringcentral webhook subscription for %s %s", address, done)
+    return done

@@ -35,6 +35,7 @@ def functions() -> list[Any]:
 
 
 def cron_jobs() -> list[Any]:
+    from agent.call_tasks import keep_ringcentral_webhook
     from agent.tasks import sweep_inbound
     from booking_tools.deposits.tasks import expire_deposits
     from booking_tools.loyalty.tasks import expire_loyalty_points
@@ -47,6 +48,7 @@ def cron_jobs() -> list[Any]:
         cron(sweep_outbox, second=EVERY_10S, unique=True),
         cron(sweep_inbound, second=EVERY_10S, unique=True),
         cron(expire_loyalty_points, minute=0, second=0, unique=True),
+        cron(keep_ringcentral_webhook, minute={5, 35}, second=0, run_at_startup=True, unique=True),
     ]
 
 

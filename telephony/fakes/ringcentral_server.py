@@ -17,12 +17,14 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,6 +40,9 @@ MAX_TEXT_UTF16 = 1000
 EXTENSION = "/restapi/v1.0/account/{account}/extension/{extension}"
 ACCOUNT = "/restapi/v1.0/account/{account}"
 PARTY = ACCOUNT + "/telephony/sessions/{session}/parties/{party}"
+SUBSCRIPTION = "/restapi/v1.0/subscription"
+HANDSHAKE_TIMEOUT = 3.0  # seconds RingCentral gives the webhook to echo Validation-Token
+HANDSHAKE_MAX_BYTES = 1024  # the whole handshake response, headers included
 CALL_TARGETS = ("phoneNumber", "extensionNumber", "voicemail", "parkOrbit", "extensionId")
 
 
@@ -160,6 +165,7 @@ class FakeRingCentral(ServedFake):
         self.call_control: list[dict[str, Any]] = []
         self.calls: dict[str, FakeCall] = {}
         self.recordings: dict[str, FakeRecording] = {}
+        self.subscriptions: dict[str, dict[str, Any]] = {}  # id -> the subscription record
         self._ids = itertools.count(3012345678016)
         self._lock = threading.Lock()
         self.app = Starlette(
@@ -173,6 +179,9 @@ class FakeRingCentral(ServedFake):
                 Route(f"{ACCOUNT}/call-log", self._call_log, methods=["GET"]),
                 Route(f"{ACCOUNT}/recording/{{id}}", self._recording, methods=["GET"]),
                 Route(f"{ACCOUNT}/recording/{{id}}/content", self._recording_content, methods=["GET"]),
+                Route(SUBSCRIPTION, self._create_subscription, methods=["POST"]),
+                Route(SUBSCRIPTION, self._list_subscriptions, methods=["GET"]),
+                Route(SUBSCRIPTION + "/{id}/renew", self._renew_subscription, methods=["POST"]),
             ]
         )
 
@@ -298,6 +307,7 @@ class FakeRingCentral(ServedFake):
             self._refresh.clear()
             self._failures.clear()
             self._rejections.clear()
+            self.subscriptions.clear()
 
     # -- OAuth ---------------------------------------------------------------------
 
@@ -634,6 +644,102 @@ class FakeRingCentral(ServedFake):
                 found
                 if isinstance(found, Response)
                 else Response(found.content, media_type=found.content_type)
+            )
+        self._record(request, response)
+        return response
+
+    # -- webhook subscriptions -------------------------------------------------------
+
+    def add_subscription(
+        self, address: str, event_filters: list[str], *, expires_in: int, verification_token: str = ""
+    ) -> dict[str, Any]:
+        """An existing subscription (made earlier, no handshake now); returns its record."""
+        record = self._subscription_record(address, event_filters, expires_in, verification_token)
+        with self._lock:
+            self.subscriptions[record["id"]] = record
+        return record
+
+    def _subscription_record(
+        self, address: str, event_filters: list[str], expires_in: int, verification_token: str
+    ) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        subscription_id = str(uuid.uuid4())
+        delivery: dict[str, Any] = {"transportType": "WebHook", "address": address, "encryption": False}
+        if verification_token:
+            delivery["verificationToken"] = verification_token
+        return {
+            "id": subscription_id,
+            "uri": f"{SUBSCRIPTION}/{subscription_id}",
+            "eventFilters": list(event_filters),
+            "creationTime": _iso(now),
+            "expirationTime": _iso(now + timedelta(seconds=expires_in)),
+            "expiresIn": expires_in,
+            "status": "Active",
+            "deliveryMode": delivery,
+        }
+
+    async def _create_subscription(self, request: Request) -> Response:
+        payload: Any = None
+        response = self._bearer_error(request)
+        if response is None:
+            try:
+                payload = await request.json()
+            except json.JSONDecodeError:
+                payload = None
+            response = await self._subscribe(payload)
+        self._record(request, response, body=payload)
+        return response
+
+    async def _subscribe(self, payload: Any) -> Response:
+        delivery = payload.get("deliveryMode") if isinstance(payload, dict) else None
+        filters = payload.get("eventFilters") if isinstance(payload, dict) else None
+        if not isinstance(delivery, dict) or not isinstance(filters, list) or not filters:
+            return _invalid("eventFilters")
+        address = delivery.get("address")
+        if delivery.get("transportType") != "WebHook" or not isinstance(address, str):
+            return _invalid("deliveryMode.address")
+        # The handshake: RingCentral POSTs a Validation-Token the webhook must echo, fast.
+        token = secrets.token_hex(16)
+        try:
+            async with httpx.AsyncClient(timeout=HANDSHAKE_TIMEOUT) as client:
+                answer = await client.post(address, headers={"Validation-Token": token})
+        except httpx.HTTPError:
+            return api_error(400, "SUB-521", "WebHook server is unreachable")
+        size = len(answer.content) + sum(len(k) + len(v) + 4 for k, v in answer.headers.items())
+        if answer.status_code != 200 or answer.headers.get("validation-token") != token:
+            return api_error(400, "SUB-525", "WebHook server response is invalid")
+        if size > HANDSHAKE_MAX_BYTES:
+            return api_error(400, "SUB-525", "WebHook server response is invalid")
+        expires_in = int(payload.get("expiresIn") or 604799)
+        record = self._subscription_record(
+            address, [str(f) for f in filters], expires_in, str(delivery.get("verificationToken") or "")
+        )
+        with self._lock:
+            self.subscriptions[record["id"]] = record
+        return JSONResponse(record)
+
+    async def _list_subscriptions(self, request: Request) -> Response:
+        response = self._bearer_error(request)
+        if response is None:
+            with self._lock:
+                records = list(self.subscriptions.values())
+            response = JSONResponse({"uri": SUBSCRIPTION, "records": records})
+        self._record(request, response)
+        return response
+
+    async def _renew_subscription(self, request: Request) -> Response:
+        response = self._bearer_error(request)
+        if response is None:
+            with self._lock:
+                record = self.subscriptions.get(request.path_params["id"])
+                if record is not None:
+                    expiry = datetime.now(UTC) + timedelta(seconds=int(record["expiresIn"]))
+                    record["expirationTime"] = _iso(expiry)
+                    record["status"] = "Active"
+            response = (
+                JSONResponse(record)
+                if record is not None
+                else api_error(404, "SUB-404", "Subscription not found")
             )
         self._record(request, response)
         return response

@@ -1,4 +1,4 @@
-"""RingCentral Call Control and recordings through the `ringcentral` SDK (protocols.md 4.1, 4.7).
+"""RingCentral Call Control, recordings and the webhook subscription, through the `ringcentral` SDK.
 
 The SDK is synchronous (`requests`), so every call runs in a worker thread. It logs in
 by JWT on first use, refreshes an expired token, and after a 401 logs in once more and
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ringcentral.http import ApiException, ApiResponse
@@ -21,6 +22,8 @@ from telephony.ringcentral.platform import REQUEST_TIMEOUT, RingCentralSession, 
 SESSIONS = "/restapi/v1.0/account/~/telephony/sessions"
 CALL_LOG = "/restapi/v1.0/account/~/call-log"
 RECORDING = "/restapi/v1.0/account/~/recording"
+SUBSCRIPTIONS = "/restapi/v1.0/subscription"
+WEBHOOK_LIFETIME_SECONDS = 604799  # 7 days, the limit older RingCentral accounts still apply
 
 
 class CallControlError(Exception):
@@ -103,6 +106,44 @@ class RingCentralCalls:
         raw = response.response()
         content_type = str(raw.headers.get("Content-Type", "application/octet-stream"))
         return Recording(recording_id, bytes(response.body()), content_type.split(";")[0].strip())
+
+    async def ensure_webhook(
+        self, *, address: str, event_filters: list[str], verification_token: str, renew_within: timedelta
+    ) -> str:
+        """Keep one active WebHook subscription to `address` with these filters.
+
+        Creates it when missing (RingCentral then checks `address` with its Validation-Token
+        handshake), renews it when it expires within `renew_within`. Returns what it did:
+        "created", "renewed" or "active".
+        """
+        page = await asyncio.to_thread(self._json, "get", SUBSCRIPTIONS, {})
+        records = page.get("records") if isinstance(page.get("records"), list) else []
+        wanted = set(event_filters)
+        for record in records or []:
+            delivery = record.get("deliveryMode") if isinstance(record, dict) else None
+            if (
+                not isinstance(delivery, dict)
+                or delivery.get("address") != address
+                or not wanted <= set(record.get("eventFilters") or [])
+                or record.get("status") != "Active"
+            ):
+                continue
+            expires = datetime.fromisoformat(str(record["expirationTime"]).replace("Z", "+00:00"))
+            if expires - datetime.now(UTC) > renew_within:
+                return "active"
+            await asyncio.to_thread(self._json, "post", f"{SUBSCRIPTIONS}/{record['id']}/renew", {})
+            return "renewed"
+        body = {
+            "eventFilters": event_filters,
+            "deliveryMode": {
+                "transportType": "WebHook",
+                "address": address,
+                "verificationToken": verification_token,
+            },
+            "expiresIn": WEBHOOK_LIFETIME_SECONDS,
+        }
+        await asyncio.to_thread(self._json, "post", SUBSCRIPTIONS, body)
+        return "created"
 
     # -- transport --------------------------------------------------------------------
 
