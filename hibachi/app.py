@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent.router import router as conversations_router
 from agent.runtime import build_engine
 from agent.speech.factory import build_stt, build_tts
+from agent.voice.session import VoiceConfig
 from booking_tools.admin.models import Role
 from booking_tools.admin.router import router as admin_router
 from booking_tools.admin.service import ensure_api_key
@@ -104,6 +105,7 @@ async def start(settings: Settings) -> AppContext:
     ctx.extras["engine"] = build_engine(ctx)
     ctx.extras["stt"] = build_stt(settings)
     ctx.extras["tts"] = build_tts(settings)
+    ctx.extras["voice_config"] = VoiceConfig(menu=settings.hibachi_voice_menu)
     if settings.hibachi_admin_api_key:
         async with unit_of_work(ctx.sessions) as session:
             await ensure_api_key(

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     # On SIGTERM, how long open requests and calls may take to finish before they are cancelled
     # (a cancelled call still saves its transcript and cost).
     hibachi_shutdown_grace_seconds: float = 20.0
+    # Calls start with a key menu (1 book, 2 prices, 0 staff); 0 reaches staff either way.
+    hibachi_voice_menu: bool = False
 
     @property
     def async_database_url(self) -> str:

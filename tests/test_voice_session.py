@@ -457,6 +457,35 @@ async def test_pressing_0_transfers_to_staff_with_a_summary_text(
     await until(lambda: _ended(db, sim.call_sid))
 
 
+async def test_with_the_key_menu_pressing_1_starts_a_booking(voice: Voice, db: Sessions) -> None:
+    voice.configure(menu=True)
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        await sim.press("1")  # the key answers for the caller
+        await eventually(lambda: any("What date" in text for text in voice.tts.texts))
+        await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
+        call_sid = sim.call_sid
+    await until(lambda: _ended(db, call_sid))
+    said = await messages(db)
+    assert said[0].text.startswith("Good ")
+    assert "Press 1 to book a party, 2 for prices" in said[0].text
+    customer = [m for m in said if m.role is Role.customer]
+    assert [m.text for m in customer] == ["I'd like to book a hibachi party."]
+    assert "What date" in said[-1].text
+
+
+async def test_menu_keys_mean_nothing_without_the_menu(voice: Voice, db: Sessions) -> None:
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        await sim.press("1")
+        await asyncio.sleep(0.3)
+        call_sid = sim.call_sid
+    await until(lambda: _ended(db, call_sid))
+    said = await messages(db)
+    assert "Press 1" not in said[0].text
+    assert [m for m in said if m.role is Role.customer] == []
+
+
 async def test_slow_brain_gets_a_filler_before_the_answer(voice: Voice, db: Sessions) -> None:
     voice.install_brain(SlowBrain(DeterministicBrain(), delay=0.5))
     voice.configure(filler_after=0.15)

@@ -68,6 +68,7 @@ from agent.voice.text import (
     FILLER,
     GOODBYE_SILENT,
     GOODBYE_TIME_LIMIT,
+    MENU_CHOICES,
     STILL_THERE,
     TRANSFER_FAILED,
     SentenceSplitter,
@@ -108,6 +109,8 @@ class VoiceConfig:
     preempt: bool = True
     preempt_after: float = 0.18
     preempt_max_per_turn: int = 3  # drafts per caller turn (each may spend model tokens)
+    # A key menu in the greeting (1 book, 2 prices, 0 staff) until the caller's first turn.
+    menu: bool = False
 
 
 class CallLink(Protocol):
@@ -311,6 +314,7 @@ class VoiceSession:
         self._brain_lock = asyncio.Lock()  # turns run one after another
         self._segments: list[str] = []
         self._turns_active = 0
+        self._caller_turns = 0  # turns the caller has taken (the key menu is for before the first)
         # When the caller's audio (as the STT counts it) began, on our clock; see `feed_audio`.
         self._audio_origin: float | None = None
         self._audio_fed = 0.0  # seconds of caller audio given to the STT
@@ -377,7 +381,9 @@ class VoiceSession:
             self._spawn(self._read_stt(), "stt")
             self._spawn(self._watch_timers(), "timers")
             self._spawn(
-                self._say_recorded(greeting(self.call.location_name, self.call.timezone, self._now()))
+                self._say_recorded(
+                    greeting(self.call.location_name, self.call.timezone, self._now(), menu=self.config.menu)
+                )
             )
             while not self._ending:
                 event = await self._events.get()
@@ -450,13 +456,17 @@ class VoiceSession:
         now = self.clock()
         origin = now if self._audio_origin is None else min(now, self._audio_origin + last_word_end)
         timing = TurnTiming(origin=origin, clock=self.clock)
-        timing.marks["speech_end"] = 0.0
         timing.mark("final_transcript")
-        self._silence_strikes = 0
-        self._turns_active += 1
         if preemption is not None:
             timing.marks["preempted"] = round((preemption.started - origin) * 1000, 1)
             PREEMPTIONS.labels("adopted").inc()
+        self._start_turn(text, timing, preemption)
+
+    def _start_turn(self, text: str, timing: TurnTiming, preemption: Preemption | None = None) -> None:
+        timing.marks["speech_end"] = 0.0
+        self._silence_strikes = 0
+        self._caller_turns += 1
+        self._turns_active += 1
         self._spawn(self._turn(text, timing, preemption), "turn")
 
     # ---- pre-emptive generation --------------------------------------------------------
@@ -547,12 +557,17 @@ class VoiceSession:
 
     async def _on_key(self, digit: str) -> None:
         self._disarm_silence()
+        choice = MENU_CHOICES.get(digit) if self.config.menu and not self._caller_turns else None
+        if digit != "0" and choice is None:
+            return
+        await self._barge_in()
+        if self._preemption is not None:
+            preemption, self._preemption = self._preemption, None
+            self._discard(preemption)
         if digit == "0":
-            await self._barge_in()
-            if self._preemption is not None:
-                preemption, self._preemption = self._preemption, None
-                self._discard(preemption)
             self._spawn(self._transfer_on_request(), "dtmf-transfer")
+        elif choice is not None:  # the key stands for what the caller would have said
+            self._start_turn(choice, TurnTiming(origin=self.clock(), clock=self.clock))
 
     def _on_silence(self) -> None:
         if self._agent_speaking() or self._turns_active:

@@ -111,6 +111,19 @@ def brand(location_name: str) -> str:
     return f"{prefix} in {article}{region}"
 
 
-def greeting(location_name: str, timezone: str, now: datetime) -> str:
+def greeting(location_name: str, timezone: str, now: datetime, *, menu: bool = False) -> str:
     day = part_of_day(now, timezone)
-    return f"Good {day}, thanks for calling {brand(location_name)}. How can I help you today?"
+    hello = f"Good {day}, thanks for calling {brand(location_name)}."
+    return f"{hello} {MENU}" if menu else f"{hello} How can I help you today?"
+
+
+# The optional key menu at the start of a call (`VoiceConfig.menu`); 0 reaches staff at any time.
+MENU = (
+    "Press 1 to book a party, 2 for prices and what's included, or 0 to talk to our team. "
+    "Or just tell me what you need."
+)
+# What a menu key means, said the way a caller would say it (it becomes the caller's turn).
+MENU_CHOICES = {
+    "1": "I'd like to book a hibachi party.",
+    "2": "How much does it cost, and what's included?",
+}
