@@ -12,6 +12,7 @@ for the API, `{"error", "error_description", "errors"}` for OAuth); the individu
 from __future__ import annotations
 
 import base64
+import inspect
 import itertools
 import json
 import secrets
@@ -19,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -387,7 +388,10 @@ class FakeRingCentral(ServedFake):
 
     # -- REST API ------------------------------------------------------------------
 
-    async def _send_sms(self, request: Request) -> Response:
+    async def _json_call(
+        self, request: Request, handle: Callable[[Any], Response | Awaitable[Response]]
+    ) -> Response:
+        """A bearer-authorised request with a JSON body (None if it is not JSON), recorded."""
         payload: Any = None
         response = self._bearer_error(request)
         if response is None:
@@ -395,9 +399,13 @@ class FakeRingCentral(ServedFake):
                 payload = await request.json()
             except json.JSONDecodeError:
                 payload = None
-            response = self._accept_sms(request, payload)
+            answer = handle(payload)
+            response = await answer if inspect.isawaitable(answer) else answer
         self._record(request, response, body=payload)
         return response
+
+    async def _send_sms(self, request: Request) -> Response:
+        return await self._json_call(request, lambda payload: self._accept_sms(request, payload))
 
     def _accept_sms(self, request: Request, payload: Any) -> Response:
         body = payload if isinstance(payload, dict) else {}
@@ -526,16 +534,7 @@ class FakeRingCentral(ServedFake):
         return response
 
     async def _party_action(self, request: Request) -> Response:
-        payload: Any = None
-        response = self._bearer_error(request)
-        if response is None:
-            try:
-                payload = await request.json()
-            except json.JSONDecodeError:
-                payload = None
-            response = self._call_control(request, payload)
-        self._record(request, response, body=payload)
-        return response
+        return await self._json_call(request, lambda payload: self._call_control(request, payload))
 
     def _call_control(self, request: Request, payload: Any) -> Response:
         params = request.path_params
@@ -679,16 +678,7 @@ class FakeRingCentral(ServedFake):
         }
 
     async def _create_subscription(self, request: Request) -> Response:
-        payload: Any = None
-        response = self._bearer_error(request)
-        if response is None:
-            try:
-                payload = await request.json()
-            except json.JSONDecodeError:
-                payload = None
-            response = await self._subscribe(payload)
-        self._record(request, response, body=payload)
-        return response
+        return await self._json_call(request, self._subscribe)
 
     async def _subscribe(self, payload: Any) -> Response:
         delivery = payload.get("deliveryMode") if isinstance(payload, dict) else None
