@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent import tokens
 from agent.router import router as conversations_router
 from agent.runtime import build_engine
 from agent.speech.factory import build_stt, build_tts
@@ -103,6 +105,8 @@ async def start(settings: Settings) -> AppContext:
     ctx.extras["embedder"] = build_embedder(settings)
     await ensure_ingested(ctx)
     ctx.extras["engine"] = build_engine(ctx)
+    # Build the tokenizer now, not inside the first call's model request (~0.5 s of CPU).
+    await asyncio.to_thread(tokens.encoding_for, settings.hibachi_llm_model)
     ctx.extras["stt"] = build_stt(settings)
     ctx.extras["tts"] = build_tts(settings)
     ctx.extras["voice_config"] = VoiceConfig(menu=settings.hibachi_voice_menu)

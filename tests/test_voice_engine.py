@@ -111,6 +111,49 @@ async def test_a_turn_streams_text_and_records_both_sides(app_ctx: AppContext, d
     assert agent.marks["first_audio_sent"] == 412.0
 
 
+class RecordingBrain:
+    """Keeps every request it is given; puts the caller on a waitlist (as Dana) when asked."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.requests: list[BrainRequest] = []
+
+    async def respond(self, request: BrainRequest, tools: ToolBox) -> AsyncIterator[BrainEvent]:
+        self.requests.append(request)
+        if "waitlist" in request.text:
+            day = (NOW + timedelta(days=12)).date()
+            arguments = {"event_date": day.isoformat(), "start_time": "18:00", "party_size": 8}
+            await tools.call("join_waitlist", arguments | {"customer_name": "Dana Reyes"})
+        yield TextDelta("Sure thing, anything else?")
+
+
+async def test_each_turn_sees_what_was_said_and_heard_and_who_the_caller_became(app_ctx: AppContext) -> None:
+    brain = RecordingBrain()
+    calls = voice_calls(app_ctx, brain)
+    call = await start(calls)
+    await calls.say(call, "Hi, this is My Hibachi.")
+    first = await calls.turn(call, "what's open next month", on_text=lambda _: None)
+    assert first.agent_message_id is not None
+    await calls.annotate(first.agent_message_id, marks={}, heard="Sure thing -")  # barged in
+    await calls.turn(call, "put me on the waitlist", on_text=lambda _: None)
+    await calls.turn(call, "thanks", on_text=lambda _: None)
+
+    first_request, second, third = brain.requests
+    assert [(t.role, t.text) for t in first_request.history] == [(Role.agent, "Hi, this is My Hibachi.")]
+    assert first_request.customer_name is None
+    assert [(t.role, t.text) for t in second.history] == [
+        (Role.agent, "Hi, this is My Hibachi."),
+        (Role.customer, "what's open next month"),
+        (Role.agent, "Sure thing -"),  # what the caller heard, not what was generated
+    ]
+    assert [(t.role, t.text) for t in third.history][-2:] == [
+        (Role.customer, "put me on the waitlist"),
+        (Role.agent, "Sure thing, anything else?"),
+    ]
+    assert third.customer_name == "Dana Reyes"  # the waitlist tool made the caller a customer
+
+
 async def test_a_dropped_call_keeps_the_caller_words_and_the_partial_reply(
     app_ctx: AppContext, db: Sessions
 ) -> None:

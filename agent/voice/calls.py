@@ -8,6 +8,10 @@ message, tool calls and model cost are written when it finishes, or with whateve
 exists if the call drops mid-turn. What the caller actually heard (barge-in) and the
 turn's latency marks are written afterwards with `annotate`. Ending the call writes
 audio cost: STT seconds, TTS characters and telephony minutes.
+
+What a draft reads (the history, the caller's earlier sentiments, their name) is read
+from the database once per call and then kept up to date by the call's own writes
+(`CallMemory`), so a turn's model request waits on no database read.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from agent import prompts, sentiment
-from agent.brain import BrainRequest, Channel, ModelUsage, Role, TextDelta
-from agent.engine import SORRY, ConversationEngine, UnknownAgentNumber, tool_call_row
+from agent.brain import BrainRequest, Channel, ChatTurn, ModelUsage, Role, TextDelta
+from agent.engine import HISTORY_MESSAGES, SORRY, ConversationEngine, UnknownAgentNumber, tool_call_row
 from agent.models import Conversation, ConversationStatus, Message
 from agent.state import load_state, save_state
 from agent.tools.base import Effect, Tool, ToolBox, ToolCallRecord, ToolContext, ToolResult
@@ -78,12 +82,65 @@ class CallUsage:
     call_seconds: float
 
 
+LATEST = 2**63 - 1  # "before" every message id: the whole history so far
+
+
+@dataclass(slots=True)
+class CallMemory:
+    """What a draft needs from the database about a live call, kept by the call's own writes.
+
+    Read once (`VoiceCalls.recall`); every message this process writes to the call is
+    appended here after its commit. A write the memory cannot follow (a barge-in
+    rewriting what the agent said, a tool that may have changed the customer) makes
+    `VoiceCalls` forget it, and the next draft reads the database again.
+    """
+
+    history: list[ChatTurn]
+    sentiments: list[float]  # the caller's earlier messages' scores, oldest first
+    customer_name: str | None
+
+    def add(self, role: Role, text: str, score: float | None = None) -> None:
+        self.history.append(ChatTurn(role=role, text=text))
+        del self.history[:-HISTORY_MESSAGES]
+        if score is not None:
+            self.sentiments.append(score)
+            del self.sentiments[:-5]
+
+
 class VoiceCalls:
     """Voice calls on top of a `ConversationEngine` (its brain, tools, prices and clock)."""
 
     def __init__(self, engine: ConversationEngine) -> None:
         self.engine = engine
         self.app = engine.app
+        self._memory: dict[uuid.UUID, CallMemory] = {}
+        self._writes: dict[uuid.UUID, int] = {}  # per live call: writes so far (see `recall`)
+
+    async def recall(self, call: VoiceCall) -> CallMemory:
+        """The call's history, sentiments and customer name: from memory, or read once."""
+        memory = self._memory.get(call.conversation_id)
+        if memory is not None:
+            return memory
+        writes = self._writes.get(call.conversation_id, 0)
+        engine = self.engine
+        async with self.app.sessions() as session:
+            history = await engine.history(session, call.conversation_id, before=LATEST)
+            earlier = await engine.earlier_sentiments(session, call.conversation_id, before=LATEST)
+            customer = await find_customer(session, phone=call.customer_phone)
+        memory = CallMemory(history, earlier, customer.name if customer else None)
+        if self._writes.get(call.conversation_id, 0) == writes:  # no write landed during the read
+            self._memory[call.conversation_id] = memory
+        return memory
+
+    def _remember(self, call: VoiceCall, role: Role, text: str, score: float | None = None) -> None:
+        self._writes[call.conversation_id] = self._writes.get(call.conversation_id, 0) + 1
+        memory = self._memory.get(call.conversation_id)
+        if memory is not None:
+            memory.add(role, text, score)
+
+    def _forget(self, conversation_id: uuid.UUID) -> None:
+        self._writes[conversation_id] = self._writes.get(conversation_id, 0) + 1
+        self._memory.pop(conversation_id, None)
 
     async def start_call(
         self, *, call_sid: str, customer_phone: str, agent_phone: str, provider: str = "twilio"
@@ -143,7 +200,9 @@ class VoiceCalls:
             live = await session.get_one(Conversation, call.conversation_id)
             live.last_activity_at = now
             await session.flush()
-            return message.id
+            message_id = message.id
+        self._remember(call, Role.agent, text)
+        return message_id
 
     async def turn(
         self,
@@ -170,21 +229,24 @@ class VoiceCalls:
 
     async def _write_customer(self, call: VoiceCall, text: str) -> int:
         now = self.engine.clock()
+        written, score = redact_cards(text) or "", sentiment.score(text)
         async with unit_of_work(self.app.sessions) as session:
             inbound = Message(
                 conversation_id=call.conversation_id,
                 role=Role.customer,
-                text=redact_cards(text) or "",
+                text=written,
                 created_at=now,
                 provider=call.provider,
-                sentiment=sentiment.score(text),
+                sentiment=score,
                 marks={},
             )
             session.add(inbound)
             live = await session.get_one(Conversation, call.conversation_id)
             live.last_activity_at = now
             await session.flush()
-            return inbound.id
+            inbound_id = inbound.id
+        self._remember(call, Role.customer, written, score)
+        return inbound_id
 
     async def call_tool(self, call: VoiceCall, name: str, arguments: dict[str, Any]) -> ToolResult:
         """Run one tool outside a brain turn (DTMF 0 -> transfer_to_staff) and record the call."""
@@ -205,12 +267,15 @@ class VoiceCalls:
                 message.marks = {**message.marks, "generated": message.text}
                 message.text = heard
                 message.truncated = True
+                self._forget(message.conversation_id)  # the history now holds what was heard
 
     async def end_call(self, call: VoiceCall, usage: CallUsage) -> None:
         """Close the conversation and charge the audio (once, however often it is called)."""
         now = self.engine.clock()
         prices = self.engine.prices
         async with unit_of_work(self.app.sessions) as session:
+            self._memory.pop(call.conversation_id, None)
+            self._writes.pop(call.conversation_id, None)
             live = await session.get_one(Conversation, call.conversation_id, with_for_update=True)
             if live.ended_at is not None:
                 return
@@ -307,7 +372,11 @@ class VoiceCalls:
                         completion_tokens=usage.completion_tokens,
                     ),
                 )
-            return reply_id
+        if any(prompts.has_effects(record.name) for record in tool_calls):
+            self._forget(call.conversation_id)  # a booking or a transfer may have changed the customer
+        elif text:
+            self._remember(call, Role.agent, text)
+        return reply_id
 
 
 def _transfer_target(tool_calls: list[ToolCallRecord]) -> str | None:
@@ -316,9 +385,6 @@ def _transfer_target(tool_calls: list[ToolCallRecord]) -> str | None:
             phone = record.result.data.get("staff_phone")
             return str(phone) if phone else None
     return None
-
-
-LATEST = 2**63 - 1  # "before" every message id: a draft reads the whole history so far
 
 
 class GatedToolBox(ToolBox):
@@ -366,13 +432,11 @@ class TurnDraft:
     interim's text, so the session confirms only when the final has the same words.
     """
 
-    def __init__(
-        self, calls: VoiceCalls, call: VoiceCall, text: str, *, customer_message_id: int | None = None
-    ) -> None:
+    def __init__(self, calls: VoiceCalls, call: VoiceCall, text: str) -> None:
         self.calls = calls
         self.call = call
         self.text = text
-        self.customer_message_id = customer_message_id
+        self.customer_message_id: int | None = None
         self.parts: list[str] = []
         self.usages: list[ModelUsage] = []
         self.toolbox: GatedToolBox | None = None
@@ -406,19 +470,17 @@ class TurnDraft:
     async def _think(self) -> None:
         calls, engine, call = self.calls, self.calls.engine, self.call
         now = engine.clock()
-        before = self.customer_message_id or LATEST
         score = sentiment.score(self.text)
-        async with calls.app.sessions() as session:
-            history = await engine.history(session, call.conversation_id, before=before)
-            if (
-                self._writing
-                and history
-                and history[-1].role == Role.customer
-                and history[-1].text == redact_cards(self.text)
-            ):
-                history.pop()  # our own words, written meanwhile by `confirm`: they are `text`
-            earlier = await engine.earlier_sentiments(session, call.conversation_id, before=before)
-            customer = await find_customer(session, phone=call.customer_phone)
+        memory = await calls.recall(call)
+        history, earlier = list(memory.history), list(memory.sentiments)
+        if (
+            self._writing
+            and history
+            and history[-1].role == Role.customer
+            and history[-1].text == redact_cards(self.text)
+        ):
+            history.pop()  # our own words, written meanwhile by `confirm`: they are `text`
+            earlier = earlier[:-1]
         state = await load_state(calls.app.redis, call.conversation_id)
         self.request = request = BrainRequest(
             conversation_id=call.conversation_id,
@@ -428,7 +490,7 @@ class TurnDraft:
             now=now,
             location_slug=call.location_slug,
             customer_phone=call.customer_phone,
-            customer_name=customer.name if customer else None,
+            customer_name=memory.customer_name,
             state=state,
             sentiment=score,
             offer_human=sentiment.sharp_negative_trend([*earlier, score]),
