@@ -479,11 +479,11 @@ async def run_size(
                 f"{provider_stage.split('_seconds')[0].removeprefix('hibachi_')} p50 <= "
                 f"{q50 * 1000:g} / p99 <= {q99 * 1000:g}"
             )
-    if stage_ms:
+    for q in (50, 95) if stage_ms else ():
         print(
-            "server marks per timed turn, p50 ms after speech end: "
+            f"server marks per timed turn, p{q} ms after speech end: "
             + ", ".join(
-                f"{stage} {percentile(stage_ms[stage], 50):.0f}" for stage in MARK_ORDER if stage in stage_ms
+                f"{stage} {percentile(stage_ms[stage], q):.0f}" for stage in MARK_ORDER if stage in stage_ms
             )
         )
     if stages:

@@ -191,6 +191,7 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
                 yield
         finally:
             await ctx.extras["engine"].close()
+            await ctx.extras["tts"].aclose()
             await ctx.close()
 
     app = FastAPI(

@@ -179,7 +179,65 @@ async def test_deepgram_tts_streams_raw_mulaw_after_the_first_byte_delay(fake_de
     assert len(chunks) > 1  # streamed, not one blob
     assert not audio.startswith(b"RIFF")
     assert len(audio) / 8000 == pytest.approx(len(BOOKING_SENTENCE) / 12, rel=0.15)
-    assert fake_deepgram.speak_requests[0].form["container"] == ["none"]
+    [request] = fake_deepgram.speak_requests
+    assert request.method == "WS"  # a `/v1/speak` socket, not a REST request per sentence
+    assert request.json == {"text": BOOKING_SENTENCE}
+    assert (request.form["encoding"], request.form["sample_rate"]) == (["mulaw"], ["8000"])
+    await tts.aclose()
+
+
+async def test_deepgram_tts_reuses_its_sockets_across_sentences(fake_deepgram: FakeDeepgram) -> None:
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
+    sentences = ["Hello there.", "Party of twelve?", "Saturday at six works."]
+    lengths = [len(b"".join([c async for c in tts.synthesize(s)])) for s in sentences]
+    assert [n / 8000 for n in lengths] == pytest.approx([len(s) / 12 for s in sentences], rel=0.15)
+    assert list(fake_deepgram.speak_sockets_flushed.values()) == [3]  # one socket, three sentences
+    await tts.aclose()
+
+
+async def test_deepgram_tts_closes_an_abandoned_socket_so_its_audio_never_leaks(
+    fake_deepgram: FakeDeepgram,
+) -> None:
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
+    chunks = tts.synthesize(BOOKING_SENTENCE * 4)
+    await anext(chunks)  # the caller barged in after the first chunk
+    await chunks.aclose()
+    audio = b"".join([c async for c in tts.synthesize("Sure.")])
+    assert len(audio) / 8000 == pytest.approx(len("Sure.") / 12, rel=0.2)  # only its own audio
+    assert list(fake_deepgram.speak_sockets_flushed.values()) == [1, 1]  # a new socket for it
+    await tts.aclose()
+
+
+async def test_deepgram_tts_keeps_each_socket_within_its_flush_allowance(fake_deepgram: FakeDeepgram) -> None:
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
+    for n in range(25):
+        async for _ in tts.synthesize(f"Sentence {n}."):
+            pass
+    assert sorted(fake_deepgram.speak_sockets_flushed.values()) == [5, 20]  # 20 a minute per socket
+    await tts.aclose()
+
+
+async def test_deepgram_tts_replaces_a_pooled_socket_the_server_closed(fake_deepgram: FakeDeepgram) -> None:
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
+    async for _ in tts.synthesize("Hello."):
+        pass
+    assert fake_deepgram.drop_speak_sockets() == 1
+    await asyncio.sleep(0.1)  # the close reaches the pooled socket
+    audio = b"".join([c async for c in tts.synthesize("Still here.")])
+    assert len(audio) / 8000 == pytest.approx(len("Still here.") / 12, rel=0.2)
+    assert list(fake_deepgram.speak_sockets_flushed.values()) == [1, 1]
+    await tts.aclose()
+
+
+async def test_deepgram_tts_does_not_reuse_a_socket_idle_too_long(fake_deepgram: FakeDeepgram) -> None:
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url, max_idle=0.05)
+    async for _ in tts.synthesize("Hello."):
+        pass
+    await asyncio.sleep(0.1)
+    async for _ in tts.synthesize("Hello again."):
+        pass
+    assert list(fake_deepgram.speak_sockets_flushed.values()) == [1, 1]
+    await tts.aclose()
 
 
 async def test_tts_wrapper_retries_a_stall_then_gives_up(fake_deepgram: FakeDeepgram) -> None:

@@ -1,4 +1,4 @@
-"""Deepgram live STT (`/v1/listen`, Nova-3) and Aura TTS (REST), through `deepgram-sdk`.
+"""Deepgram live STT (`/v1/listen`, Nova-3) and Aura TTS (`/v1/speak` sockets), through `deepgram-sdk`.
 
 `DeepgramSTT` survives a dropped socket without losing caller words: every byte sent is
 kept until a final result covers it; on a drop the stream reconnects, re-sends the
@@ -12,12 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
+from deepgram.speak.v1.types import SpeakV1Text
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from agent.speech.base import SAMPLE_RATE, SpeechStarted, STTCapabilities, STTEvent, Transcript, UtteranceEnd
@@ -319,20 +322,141 @@ class DeepgramStream:
             self._buffer_start = until_byte
 
 
+FLUSHES_PER_MINUTE = 20  # Deepgram's allowance per `/v1/speak` socket (more earn a Warning)
+
+
+@dataclass(slots=True, eq=False)
+class _SpeakSocket:
+    """One open `/v1/speak` socket and what the pool needs to know about it."""
+
+    stack: contextlib.AsyncExitStack
+    conn: Any  # the SDK's AsyncV1SocketClient
+    idle_since: float
+    flushes: deque[float] = field(default_factory=lambda: deque(maxlen=FLUSHES_PER_MINUTE))
+
+    def can_flush(self, now: float) -> bool:
+        """Whether a flush now stays within the socket's allowance for the last minute."""
+        return len(self.flushes) < FLUSHES_PER_MINUTE or now - self.flushes[0] > 60.0
+
+
 class DeepgramTTS:
-    """Aura voices over REST, streamed: raw 8 kHz mu-law chunks as they arrive."""
+    """Aura voices over the `/v1/speak` WebSocket: raw 8 kHz mu-law chunks as they arrive.
+
+    Sockets are pooled across calls: a sentence takes an idle socket (or opens one),
+    sends `Speak` and `Flush`, and yields the binary audio up to `Flushed`; the socket
+    then goes back to the pool. So no sentence waits on an HTTP request, and a busy
+    server keeps a handful of warm sockets. A socket abandoned mid-sentence (barge-in,
+    a discarded draft) is closed rather than cleared, so no stale audio can reach the
+    next sentence. Sockets idle longer than `max_idle` seconds, or that used their 20
+    flushes a minute, are not reused; a pooled socket that turns out to be closed is
+    replaced once, before any audio.
+    """
 
     name = "deepgram"
 
-    def __init__(self, *, api_key: str, base_url: str | None = None, model: str = "aura-2-thalia-en") -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        model: str = "aura-2-thalia-en",
+        max_idle: float = 8.0,
+        max_pooled: int = 64,
+    ) -> None:
         self._client = deepgram_client(api_key, base_url)
         self.model = model
+        self.max_idle = max_idle
+        self.max_pooled = max_pooled
+        self._idle: deque[_SpeakSocket] = deque()
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         if not text.strip():
             return
-        async for chunk in self._client.speak.v1.audio.generate(
-            text=text, model=self.model, encoding="mulaw", sample_rate=SAMPLE_RATE, container="none"
-        ):
-            if chunk:
-                yield chunk
+        socket = self._take()
+        reused = socket is not None
+        if socket is None:
+            socket = await self._open()
+        flushed = False
+        try:
+            while True:
+                try:
+                    await socket.conn.send_text(SpeakV1Text(type="Speak", text=text))
+                    await socket.conn.send_flush()
+                    socket.flushes.append(time.monotonic())
+                    first = await self._next(socket)
+                    break
+                except ConnectionClosed:
+                    if not reused:
+                        raise
+                    self._retire(socket)  # closed while pooled: once more on a new socket
+                    socket, reused = await self._open(), False
+            while first is not None:
+                yield first
+                first = await self._next(socket)
+            flushed = True
+        finally:
+            if flushed and len(self._idle) < self.max_pooled:
+                socket.idle_since = time.monotonic()
+                self._idle.append(socket)
+            else:
+                self._retire(socket)
+
+    async def aclose(self) -> None:
+        """Close every pooled socket."""
+        while self._idle:
+            self._retire(self._idle.popleft())
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def _next(self, socket: _SpeakSocket) -> bytes | None:
+        """The sentence's next audio chunk; None once `Flushed` says it is complete."""
+        while True:
+            message = await socket.conn.recv()
+            if isinstance(message, bytes):
+                if message:
+                    return message
+                continue
+            kind = getattr(message, "type", None)  # the SDK parses Cleared as Flushed: go by type
+            if kind == "Flushed":
+                return None
+            if kind == "Warning":
+                log.warning("deepgram tts warning %s: %s", message.code, message.description)
+
+    def _take(self) -> _SpeakSocket | None:
+        """The oldest idle socket that is fresh and has a flush left (so flushes spread out)."""
+        now = time.monotonic()
+        found: _SpeakSocket | None = None
+        spent: list[_SpeakSocket] = []
+        while self._idle and found is None:
+            socket = self._idle.popleft()
+            if now - socket.idle_since > self.max_idle:
+                self._retire(socket)
+            elif socket.can_flush(now):
+                found = socket
+            else:
+                spent.append(socket)
+        self._idle.extend(spent)
+        return found
+
+    async def _open(self) -> _SpeakSocket:
+        stack = contextlib.AsyncExitStack()
+        try:
+            conn = await stack.enter_async_context(
+                self._client.speak.v1.connect(model=self.model, encoding="mulaw", sample_rate=SAMPLE_RATE)
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        return _SpeakSocket(stack, conn, time.monotonic())
+
+    def _retire(self, socket: _SpeakSocket) -> None:
+        task = asyncio.create_task(self._close(socket))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close(socket: _SpeakSocket) -> None:
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await socket.conn.send_close()
+        with contextlib.suppress(Exception):
+            await socket.stack.aclose()

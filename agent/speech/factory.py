@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 from deepgram.core.api_error import ApiError
-from websockets.exceptions import InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from agent.speech.deepgram import DeepgramSTT, DeepgramTTS
 from agent.speech.instrumented import InstrumentedSTT, InstrumentedTTS
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 # Transient failures worth another attempt (auth and bad-request ApiErrors fail the same way twice,
 # but the SDK gives 5xx the same class; the attempt budget stays small).
-DEEPGRAM_RETRYABLE = (OSError, httpx.HTTPError, InvalidHandshake, ApiError)
+DEEPGRAM_RETRYABLE = (OSError, httpx.HTTPError, InvalidHandshake, ConnectionClosed, ApiError)
 
 
 def build_stt(settings: Settings) -> InstrumentedSTT:

@@ -85,6 +85,12 @@ class InstrumentedTTS:
                 await _close(chunks)
             return
 
+    async def aclose(self) -> None:
+        """Release what the provider keeps open between requests (pooled sockets)."""
+        aclose = getattr(self.inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
 
 async def _close(chunks: AsyncIterator[bytes]) -> None:
     if isinstance(chunks, AsyncGenerator):

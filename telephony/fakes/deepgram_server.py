@@ -28,7 +28,8 @@ else 8 kHz mu-law); requests go to `prerecorded_requests`.
 `POST /v1/speak` streams a deterministic tone-and-gap signal as long as the text would
 take to say (`chars_per_second`), after `tts_first_byte_delay`, in chunks; raw for
 `container=none`, else with a WAV header. The `/v1/speak` WebSocket answers `Speak` /
-`Flush` / `Clear` / `Close` the same way.
+`Flush` / `Clear` / `Close` the same way (each flush is recorded in `speak_requests`,
+method "WS", and counted per socket in `speak_sockets_flushed`).
 
 Traffic is recorded: `listen_connections` (query, headers, audio bytes, control
 messages, messages sent, close code) and `speak_requests`.
@@ -147,7 +148,10 @@ class FakeDeepgram(ServedFake):
         self.tts_chunk_bytes = tts_chunk_bytes
         self.responder: Responder | None = None
         self.listen_connections: list[ListenConnection] = []
-        self.speak_requests: list[RecordedRequest] = []
+        self.speak_requests: list[RecordedRequest] = []  # REST requests and socket flushes
+        self._speak_sockets_opened = 0
+        self._speak_live: dict[int, tuple[asyncio.AbstractEventLoop, WebSocket]] = {}
+        self.speak_sockets_flushed: dict[int, int] = {}  # `/v1/speak` socket number -> flushes
         self.prerecorded_requests: list[RecordedRequest] = []
         self._script: deque[str] = deque()
         self._lock = threading.Lock()
@@ -180,6 +184,14 @@ class FakeDeepgram(ServedFake):
         with self._lock:
             return len(self._script)
 
+    def drop_speak_sockets(self) -> int:
+        """Close every open `/v1/speak` socket from the server side (1011); returns how many."""
+        with self._lock:
+            live = list(self._speak_live.values())
+        for loop, websocket in live:
+            asyncio.run_coroutine_threadsafe(websocket.close(1011), loop)
+        return len(live)
+
     def drop_listen_connections(self) -> int:
         """Cut every live `/v1/listen` socket now (close 1011); returns how many."""
         with self._lock:
@@ -193,6 +205,7 @@ class FakeDeepgram(ServedFake):
         with self._lock:
             self.listen_connections.clear()
             self.speak_requests.clear()
+            self.speak_sockets_flushed.clear()
             self.prerecorded_requests.clear()
             self._script.clear()
             self.responder = None
@@ -360,9 +373,19 @@ class FakeDeepgram(ServedFake):
                 }
             )
         )
+        with self._lock:
+            socket_id = self._speak_sockets_opened = self._speak_sockets_opened + 1
+            self._speak_live[socket_id] = (asyncio.get_running_loop(), websocket)
+        try:
+            await self._speak_loop(websocket, socket_id, encoding, rate)
+        finally:
+            with self._lock:
+                self._speak_live.pop(socket_id, None)
+
+    async def _speak_loop(self, websocket: WebSocket, socket_id: int, encoding: str, rate: int) -> None:
         buffer: list[str] = []
         sequence = 0
-        with contextlib.suppress(WebSocketDisconnect):
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # RuntimeError: dropped by us
             while True:
                 message = json.loads(await websocket.receive_text())
                 kind = message.get("type")
@@ -371,6 +394,19 @@ class FakeDeepgram(ServedFake):
                 elif kind == "Flush":
                     text = "".join(buffer)
                     buffer.clear()
+                    with self._lock:  # one synthesis, recorded like a REST request
+                        self.speak_requests.append(
+                            RecordedRequest(
+                                "WS",
+                                websocket.url.path,
+                                dict(websocket.headers),
+                                json={"text": text},
+                                form={k: list(v) for k, v in parse_qs(websocket.url.query).items()},
+                            )
+                        )
+                        self.speak_sockets_flushed[socket_id] = (
+                            self.speak_sockets_flushed.get(socket_id, 0) + 1
+                        )
                     if text.strip():
                         audio = _speech_like(
                             text, rate=rate, encoding=encoding, chars_per_second=self.chars_per_second
