@@ -52,7 +52,7 @@ the two sides stop taking each other's CPU time (other processes on the machine 
 `--server-workers N` runs `hibachi serve --workers N` (server CPU then sums the workers).
 
     .venv/bin/python -m benchmarks.voice [--calls 10] [--sweep 10,25,50,100,200] [--ramp 5] [--pin]
-        [--server-workers 2]
+        [--server-workers 2] [--turns turns.jsonl]
 """
 
 from __future__ import annotations
@@ -344,6 +344,16 @@ def _stop_server(server: subprocess.Popen[bytes]) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def fake_lag(proc: subprocess.Popen[bytes]) -> dict[str, float]:
+    """The fake's event-loop timer lateness (ms) since the last ask (see `benchmarks.voice_fakes`)."""
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write(b"lag\n")
+    proc.stdin.flush()
+    report: dict[str, float] = json.loads(proc.stdout.readline())
+    return report
+
+
 def _cpu(processes: Processes) -> dict[str, float]:
     return {
         "server": sum(_own_cpu(pid) for pid in server_pids(processes)),
@@ -359,11 +369,19 @@ def _mark(met: bool, valid: bool = True) -> str:
 
 
 async def run_size(
-    processes: Processes, calls: int, ramp: float, call_timeout: float, *, label: str = ""
+    processes: Processes,
+    calls: int,
+    ramp: float,
+    call_timeout: float,
+    *,
+    label: str = "",
+    turns_out: IO[str] | None = None,
 ) -> RunFigures:
     """Run `calls` concurrent calls once and print their figures."""
     async with httpx.AsyncClient(base_url=processes.base, timeout=30) as client:
         before = scrape((await client.get("/metrics")).text)
+        for proc in processes.fakes.values():
+            fake_lag(proc)  # from now on
         cpu_before = _cpu(processes)
         waited_before = sum(run_queue_wait(pid) for pid in server_pids(processes))
         me_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -381,6 +399,7 @@ async def run_size(
         waited = sum(run_queue_wait(pid) for pid in server_pids(processes)) - waited_before
         me_after = resource.getrusage(resource.RUSAGE_SELF)
         after = scrape((await client.get("/metrics")).text)
+        lag_of_fakes = {name: fake_lag(proc) for name, proc in processes.fakes.items()}
         api = httpx.AsyncClient(
             base_url=processes.base, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
         )
@@ -397,6 +416,9 @@ async def run_size(
             drafted += preempted is not None
             spoke_ahead += "speech_ahead" in turn
             own.append(latency * 1000 - provider_path_ms(preempted, ahead="speech_ahead" in turn))
+            if turns_out is not None:
+                record = {"calls": calls, "e2e_ms": round(latency * 1000, 1), "own_ms": round(own[-1], 1)}
+                turns_out.write(json.dumps(record | {"marks": turn}) + "\n")
             for stage, value in turn.items():
                 stage_ms.setdefault(stage, []).append(value)
     latencies = [lat * 1000 for r in results for lat in r.latencies]
@@ -499,6 +521,8 @@ async def run_size(
         f"{pct(lag, 99):.1f} ms, caller frame send lateness p99 (worst call) "
         f"{max((r.send_late_p99_ms for r in results), default=0.0):.1f} ms; fakes CPU "
         + ", ".join(f"{name} {cpu[name]:.1f} s" for name in processes.fakes)
+        + "; fakes' loop lag p99 / max: "
+        + ", ".join(f"{name} {lag['p99']:.1f} / {lag['max']:.1f} ms" for name, lag in lag_of_fakes.items())
     )
     return RunFigures(
         calls,
@@ -565,6 +589,7 @@ async def run(
     server_log: IO[bytes] | int,
     pin: bool,
     workers: int,
+    turns_out: IO[str] | None = None,
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -613,7 +638,10 @@ async def run(
                     f"(serial sum {PROVIDER_S * 1000:.0f} ms)."
                 )
                 await run_size(processes, 1, 0.0, call_timeout, label=" (warm-up)")  # connections, caches
-                figures = [await run_size(processes, n, min(ramp, n * 0.05), call_timeout) for n in sizes]
+                figures = [
+                    await run_size(processes, n, min(ramp, n * 0.05), call_timeout, turns_out=turns_out)
+                    for n in sizes
+                ]
             finally:
                 _stop_server(server)
     finally:
@@ -661,9 +689,13 @@ def main() -> None:
     parser.add_argument(
         "--server-workers", type=int, default=1, help="`hibachi serve --workers N` (uvicorn processes)"
     )
+    parser.add_argument(
+        "--turns", help="append one JSON line per timed turn here (calls, e2e_ms, own_ms, server marks)"
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.calls]
     log: IO[bytes] | int = open(args.server_log, "wb") if args.server_log else subprocess.DEVNULL
+    turns_out = open(args.turns, "a") if args.turns else None
     try:
         asyncio.run(
             run(
@@ -674,9 +706,12 @@ def main() -> None:
                 server_log=log,
                 pin=args.pin,
                 workers=args.server_workers,
+                turns_out=turns_out,
             )
         )
     finally:
+        if turns_out is not None:
+            turns_out.close()
         if not isinstance(log, int):
             log.close()
 

@@ -3,7 +3,9 @@
 `benchmarks.voice` starts one process per fake so that neither the load generator's
 event loop nor the other fake's thread delays a provider's answer (those delays would
 be counted as our own latency). Prints `{"url": ...}` on one line once serving, then
-serves until its stdin closes.
+serves until its stdin closes. For each `lag` line read from stdin it prints how late a
+10 ms timer fired in the fake's event loop since the last one (`{"p50": ms, "p99": ms,
+"max": ms}`): a busy fake answers late, and that lateness would be counted as ours.
 
     .venv/bin/python -m benchmarks.voice_fakes deepgram --stt-final-delay 0 --tts-first-byte 0.15
     .venv/bin/python -m benchmarks.voice_fakes openai --first-token 0.35
@@ -12,9 +14,12 @@ serves until its stdin closes.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from telephony.fakes.deepgram_server import FakeDeepgram, HeardUtterance
 from telephony.fakes.openai_server import FakeOpenAI, Reply, Scripted, Stall
@@ -44,6 +49,45 @@ def model_reply(first_token: float) -> Any:
     return respond
 
 
+class LagProbe:
+    """ASGI pass-through that, from its first request on, samples its event loop's timer lateness."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._sample())
+        await self.app(scope, receive, send)
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + 0.01
+            await asyncio.sleep(0.01)
+            self.samples.append((loop.time() - due) * 1000)
+
+    def report(self) -> dict[str, float]:
+        taken, self.samples = sorted(self.samples), []
+        if not taken:
+            return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+        p50, p99 = (taken[min(len(taken) - 1, int(q * len(taken)))] for q in (0.5, 0.99))
+        return {"p50": round(p50, 2), "p99": round(p99, 2), "max": round(taken[-1], 2)}
+
+
+def serve(fake: FakeDeepgram | FakeOpenAI) -> None:
+    """Serve `fake`, answering `lag` lines on stdin, until stdin closes."""
+    probe = LagProbe(fake.app)
+    fake.app = probe
+    with fake:
+        print(json.dumps({"url": fake.base_url}), flush=True)
+        for line in sys.stdin:
+            if line.strip() == "lag":
+                print(json.dumps(probe.report()), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,15 +106,11 @@ def main() -> None:
             idle_timeout=60.0,
         )
         deepgram.responder = caller_line
-        with deepgram:
-            print(json.dumps({"url": deepgram.base_url}), flush=True)
-            sys.stdin.read()
+        serve(deepgram)
     else:
         openai = FakeOpenAI()
         openai.responder = model_reply(args.first_token)
-        with openai:
-            print(json.dumps({"url": openai.base_url}), flush=True)
-            sys.stdin.read()
+        serve(openai)
 
 
 if __name__ == "__main__":
