@@ -9,14 +9,15 @@ exists if the call drops mid-turn. What the caller actually heard (barge-in) and
 turn's latency marks are written afterwards with `annotate`. Ending the call writes
 audio cost: STT seconds, TTS characters and telephony minutes.
 
-What a draft reads (the history, the caller's earlier sentiments, their name) is read
-from the database once per call and then kept up to date by the call's own writes
-(`CallMemory`), so a turn's model request waits on no database read.
+What a draft reads (the history, the caller's earlier sentiments, their name, the
+brain's state) is read from the database and Redis once per call and then kept up to
+date by the call's own writes (`CallMemory`), so a turn's model request waits on no read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import uuid
 from collections.abc import Callable
@@ -98,6 +99,7 @@ class CallMemory:
     history: list[ChatTurn]
     sentiments: list[float]  # the caller's earlier messages' scores, oldest first
     customer_name: str | None
+    state: dict[str, Any]  # the brain's state as last saved (a draft works on a copy)
 
     def add(self, role: Role, text: str, score: float | None = None) -> None:
         self.history.append(ChatTurn(role=role, text=text))
@@ -127,7 +129,8 @@ class VoiceCalls:
             history = await engine.history(session, call.conversation_id, before=LATEST)
             earlier = await engine.earlier_sentiments(session, call.conversation_id, before=LATEST)
             customer = await find_customer(session, phone=call.customer_phone)
-        memory = CallMemory(history, earlier, customer.name if customer else None)
+        state = await load_state(self.app.redis, call.conversation_id)
+        memory = CallMemory(history, earlier, customer.name if customer else None, state)
         if self._writes.get(call.conversation_id, 0) == writes:  # no write landed during the read
             self._memory[call.conversation_id] = memory
         return memory
@@ -417,7 +420,7 @@ class TurnDraft:
     anywhere:
 
     - nothing is written: not the caller's message, not the reply, not tool calls, not the
-      brain's state (the brain works on its own copy, loaded from Redis, saved only on
+      brain's state (the brain works on its own copy of the call's, saved only on
       confirmation);
     - no audio: the text the brain streams is buffered and handed to `on_text` only on
       confirmation;
@@ -481,7 +484,7 @@ class TurnDraft:
         ):
             history.pop()  # our own words, written meanwhile by `confirm`: they are `text`
             earlier = earlier[:-1]
-        state = await load_state(calls.app.redis, call.conversation_id)
+        state = copy.deepcopy(memory.state)
         self.request = request = BrainRequest(
             conversation_id=call.conversation_id,
             channel=Channel.voice,
@@ -581,6 +584,8 @@ class TurnDraft:
         assert customer_message_id is not None  # written above or before the draft started
         if self.request is not None:
             await save_state(calls.app.redis, call.conversation_id, self.request.state)
+            if (memory := calls._memory.get(call.conversation_id)) is not None:
+                memory.state = copy.deepcopy(self.request.state)
         tool_calls = self.toolbox.calls if self.toolbox is not None else []
         reply = "".join(self.parts).strip()
         agent_message_id = await calls._write_reply(

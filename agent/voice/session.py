@@ -724,6 +724,7 @@ class VoiceSession:
     async def _say_recorded(self, text: str, *, then_arm: bool = True) -> None:
         """Say a fixed text, record it in the transcript, and cut the record if interrupted."""
         message_id = await self.calls.say(self.call, text)
+        self._spawn(self.calls.recall(self.call), "recall")  # read once, before the first draft needs it
         utterance = self._utterance("prompt", None)
         utterance.push_text(text)
         utterance.close_text()
