@@ -121,6 +121,7 @@ class RecordingBrain:
 
     async def respond(self, request: BrainRequest, tools: ToolBox) -> AsyncIterator[BrainEvent]:
         self.requests.append(request)
+        request.state["answered"] = [*request.state.get("answered", []), request.text]
         if "waitlist" in request.text:
             day = (NOW + timedelta(days=12)).date()
             arguments = {"event_date": day.isoformat(), "start_time": "18:00", "party_size": 8}
@@ -137,9 +138,14 @@ async def test_each_turn_sees_what_was_said_and_heard_and_who_the_caller_became(
     assert first.agent_message_id is not None
     await calls.annotate(first.agent_message_id, marks={}, heard="Sure thing -")  # barged in
     await calls.turn(call, "put me on the waitlist", on_text=lambda _: None)
+    draft = calls.draft(call, "and one more")  # the caller went on: thrown away
+    async with asyncio.timeout(5):
+        while not draft.has_text:  # noqa: ASYNC110  (the draft has no completion event)
+            await asyncio.sleep(0.01)
+    await draft.discard()
     await calls.turn(call, "thanks", on_text=lambda _: None)
 
-    first_request, second, third = brain.requests
+    first_request, second, _discarded, third = brain.requests
     assert [(t.role, t.text) for t in first_request.history] == [(Role.agent, "Hi, this is My Hibachi.")]
     assert first_request.customer_name is None
     assert [(t.role, t.text) for t in second.history] == [
@@ -152,6 +158,8 @@ async def test_each_turn_sees_what_was_said_and_heard_and_who_the_caller_became(
         (Role.agent, "Sure thing, anything else?"),
     ]
     assert third.customer_name == "Dana Reyes"  # the waitlist tool made the caller a customer
+    # The brain's state carries over confirmed turns only (the draft worked on a copy).
+    assert third.state["answered"] == ["what's open next month", "put me on the waitlist", "thanks"]
 
 
 async def test_a_dropped_call_keeps_the_caller_words_and_the_partial_reply(

@@ -141,6 +141,11 @@ class VoiceCalls:
         if memory is not None:
             memory.add(role, text, score)
 
+    def _remember_state(self, call: VoiceCall, state: dict[str, Any]) -> None:
+        memory = self._memory.get(call.conversation_id)
+        if memory is not None:
+            memory.state = copy.deepcopy(state)
+
     def _forget(self, conversation_id: uuid.UUID) -> None:
         self._writes[conversation_id] = self._writes.get(conversation_id, 0) + 1
         self._memory.pop(conversation_id, None)
@@ -584,8 +589,7 @@ class TurnDraft:
         assert customer_message_id is not None  # written above or before the draft started
         if self.request is not None:
             await save_state(calls.app.redis, call.conversation_id, self.request.state)
-            if (memory := calls._memory.get(call.conversation_id)) is not None:
-                memory.state = copy.deepcopy(self.request.state)
+            calls._remember_state(call, self.request.state)
         tool_calls = self.toolbox.calls if self.toolbox is not None else []
         reply = "".join(self.parts).strip()
         agent_message_id = await calls._write_reply(
