@@ -44,7 +44,7 @@ from booking_tools.messaging.models import OutboundMessage
 from hibachi.app import create_app
 from hibachi.context import AppContext
 from hibachi.settings import Settings
-from telephony.audio import tone_ulaw
+from telephony.audio import SILENT_FRAME, tone_ulaw
 from telephony.fakes import FakeTwilio
 from telephony.fakes.deepgram_server import DEFAULT_API_KEY as DEEPGRAM_KEY
 from telephony.fakes.deepgram_server import FakeDeepgram
@@ -117,6 +117,12 @@ class ScriptedStream:
         end = self.position
         self._events.put_nowait(
             Transcript(text, is_final=True, speech_final=speech_final, start=end - seconds, end=end)
+        )
+
+    def final_until(self, text: str, *, end: float, seconds: float = 0.8) -> None:
+        """A final whose words ended at `end` s of audio (silence may have followed)."""
+        self._events.put_nowait(
+            Transcript(text, is_final=True, speech_final=True, start=end - seconds, end=end)
         )
 
     def utterance_end(self) -> None:
@@ -575,6 +581,65 @@ async def test_malformed_frame_closes_only_that_call(
         stream.says(f"What's open on {spoken_day(EVENT_DAY)}?")
         await eventually(lambda: any("6 pm" in t for t in voice.tts.texts))
         assert not good.closed
+
+
+async def test_turn_marks_count_from_the_real_speech_end_when_early_frames_came_late(
+    voice: Voice, db: Sessions, settings: Settings
+) -> None:
+    """Frames held up at the start of a stream arrive in a burst; the marks are not fooled by it."""
+    call_sid = "CA" + "d" * 32
+    stream_sid = "MZ" + "d" * 32
+    socket = voice.url.replace("http", "ws") + "/twilio/media"
+    loop = asyncio.get_running_loop()
+    async with connect(socket, additional_headers=signed(settings)) as ws:
+        await ws.send(codec.connected_message())
+        await ws.send(
+            codec.start_message(
+                stream_sid=stream_sid,
+                call_sid=call_sid,
+                account_sid=settings.twilio_account_sid,
+                custom_parameters={
+                    "from": CALLER,
+                    "to": BAY_AREA_LINE,
+                    "call_sid": call_sid,
+                    "token": stream_token(settings, call_sid),
+                },
+            )
+        )
+        await eventually(lambda: len(voice.stt.streams) == 1)
+        stream = voice.stt.streams[0]
+
+        async def send_frame(n: int) -> None:
+            await ws.send(
+                codec.media_event_message(
+                    stream_sid=stream_sid,
+                    sequence_number=n + 2,
+                    chunk=n + 1,
+                    timestamp_ms=20 * n,
+                    payload=SILENT_FRAME,
+                )
+            )
+
+        captured = loop.time()  # the caller's audio begins
+        await asyncio.sleep(0.5)
+        for n in range(25):  # its first 0.5 s were held up on the way and arrive at once...
+            await send_frame(n)
+        for n in range(25, 65):  # ...the rest in real time, to 1.3 s of audio
+            await asyncio.sleep(max(0.0, captured + (n + 1) * 0.02 - loop.time()))
+            await send_frame(n)
+        await eventually(lambda: stream.audio_bytes == 65 * 160)
+        spoken_until = captured + 1.0  # the caller's words ended at 1.0 s of audio
+        text = f"What's open on {spoken_day(EVENT_DAY)}?"
+        stream.final_until(text, end=1.0)
+        final_at = loop.time()
+
+        async def replied() -> bool:
+            return any(m.reply_to_id is not None for m in await agent_messages(db))
+
+        await until(replied)
+    [reply] = [m for m in await agent_messages(db) if m.reply_to_id is not None]
+    expected = (final_at - spoken_until) * 1000  # ~300 ms of silence before the final
+    assert reply.marks["final_transcript"] == pytest.approx(expected, abs=100)
 
 
 async def test_stream_with_a_bad_token_is_refused(voice: Voice, settings: Settings) -> None:
