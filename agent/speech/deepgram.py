@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -370,7 +370,7 @@ class DeepgramTTS:
         self._idle: deque[_SpeakSocket] = deque()
         self._closing: set[asyncio.Task[None]] = set()
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncGenerator[bytes]:
         if not text.strip():
             return
         socket = self._take()
