@@ -331,6 +331,7 @@ class _SpeakSocket:
 
     stack: contextlib.AsyncExitStack
     conn: Any  # the SDK's AsyncV1SocketClient
+    loop: asyncio.AbstractEventLoop  # a socket works only on the loop that opened it
     idle_since: float
     flushes: deque[float] = field(default_factory=lambda: deque(maxlen=FLUSHES_PER_MINUTE))
 
@@ -403,9 +404,12 @@ class DeepgramTTS:
                 self._retire(socket)
 
     async def aclose(self) -> None:
-        """Close every pooled socket."""
+        """Close every pooled socket (of this event loop)."""
+        loop = asyncio.get_running_loop()
         while self._idle:
-            self._retire(self._idle.popleft())
+            socket = self._idle.popleft()
+            if socket.loop is loop:
+                self._retire(socket)
         await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def _next(self, socket: _SpeakSocket) -> bytes | None:
@@ -424,11 +428,13 @@ class DeepgramTTS:
 
     def _take(self) -> _SpeakSocket | None:
         """The oldest idle socket that is fresh and has a flush left (so flushes spread out)."""
-        now = time.monotonic()
+        now, loop = time.monotonic(), asyncio.get_running_loop()
         found: _SpeakSocket | None = None
         spent: list[_SpeakSocket] = []
         while self._idle and found is None:
             socket = self._idle.popleft()
+            if socket.loop is not loop:
+                continue  # its loop is gone (a test's, or a restarted worker's): drop it
             if now - socket.idle_since > self.max_idle:
                 self._retire(socket)
             elif socket.can_flush(now):
@@ -447,7 +453,7 @@ class DeepgramTTS:
         except BaseException:
             await stack.aclose()
             raise
-        return _SpeakSocket(stack, conn, time.monotonic())
+        return _SpeakSocket(stack, conn, asyncio.get_running_loop(), time.monotonic())
 
     def _retire(self, socket: _SpeakSocket) -> None:
         task = asyncio.create_task(self._close(socket))
