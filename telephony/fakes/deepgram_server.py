@@ -52,6 +52,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Self
 from urllib.parse import parse_qs
 
@@ -334,6 +335,7 @@ class FakeDeepgram(ServedFake):
             )
         rate = int(params.get("sample_rate") or (8000 if encoding == "mulaw" else 24000))
         container = params.get("container", "wav")
+        received = time.monotonic()
         audio = _speech_like(text, rate=rate, encoding=encoding, chars_per_second=self.chars_per_second)
         if container == "wav":
             audio = _wav_header(len(audio), rate=rate, encoding=encoding) + audio
@@ -345,10 +347,15 @@ class FakeDeepgram(ServedFake):
             "dg-char-count": str(len(text)),
         }
         media = "audio/wav" if container == "wav" else "application/octet-stream"
-        return StreamingResponse(self._tts_chunks(audio), media_type=media, headers=headers)
+        return StreamingResponse(self._tts_chunks(audio, received), media_type=media, headers=headers)
 
-    async def _tts_chunks(self, audio: bytes) -> AsyncIterator[bytes]:
-        await asyncio.sleep(self.tts_first_byte_delay)
+    async def _tts_chunks(self, audio: bytes, received: float) -> AsyncIterator[bytes]:
+        """`audio` in chunks, the first one `tts_first_byte_delay` s after the request arrived.
+
+        Making the audio counts toward that delay, so the fake's own CPU time never adds to
+        the latency it is configured to have.
+        """
+        await asyncio.sleep(max(0.0, self.tts_first_byte_delay - (time.monotonic() - received)))
         step = max(1, self.tts_chunk_bytes)
         for start in range(0, len(audio), step):
             yield audio[start : start + step]
@@ -408,10 +415,11 @@ class FakeDeepgram(ServedFake):
                             self.speak_sockets_flushed.get(socket_id, 0) + 1
                         )
                     if text.strip():
+                        received = time.monotonic()
                         audio = _speech_like(
                             text, rate=rate, encoding=encoding, chars_per_second=self.chars_per_second
                         )
-                        async for chunk in self._tts_chunks(audio):
+                        async for chunk in self._tts_chunks(audio, received):
                             await websocket.send_bytes(chunk)
                     await websocket.send_text(json.dumps({"type": "Flushed", "sequence_id": sequence}))
                     sequence += 1
@@ -751,6 +759,7 @@ def _frame_rms(frame: bytes, *, mulaw: bool) -> float:
     return ulaw_rms(frame) if mulaw else pcm16_rms(frame[: len(frame) // 2 * 2])
 
 
+@lru_cache(maxsize=256)
 def _speech_like(text: str, *, rate: int, encoding: str, chars_per_second: float) -> bytes:
     """A deterministic stand-in for speech: one tone burst per word, short gaps between."""
     seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
