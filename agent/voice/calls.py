@@ -119,7 +119,10 @@ class VoiceCalls:
         self._writes: dict[uuid.UUID, int] = {}  # per live call: writes so far (see `recall`)
 
     async def recall(self, call: VoiceCall) -> CallMemory:
-        """The call's history, sentiments and customer name: from memory, or read once."""
+        """The call's history, sentiments, customer name and brain state: from memory, or read once.
+
+        A read that a write of this call overtook is used but not kept (it may miss that write).
+        """
         memory = self._memory.get(call.conversation_id)
         if memory is not None:
             return memory
@@ -275,7 +278,9 @@ class VoiceCalls:
                 message.marks = {**message.marks, "generated": message.text}
                 message.text = heard
                 message.truncated = True
-                self._forget(message.conversation_id)  # the history now holds what was heard
+            conversation_id = message.conversation_id
+        if heard is not None:
+            self._forget(conversation_id)  # the history now holds what was heard (committed)
 
     async def end_call(self, call: VoiceCall, usage: CallUsage) -> None:
         """Close the conversation and charge the audio (once, however often it is called)."""
