@@ -312,6 +312,24 @@ def signed(settings: Settings) -> dict[str, str]:
     return {SIGNATURE_HEADER: sign(stream_url(settings), {}, settings.twilio_auth_token)}
 
 
+async def open_stream(ws: ClientConnection, settings: Settings, *, call_sid: str, stream_sid: str) -> None:
+    """Send what Twilio sends first on a call's media stream: `connected`, then a valid `start`."""
+    await ws.send(codec.connected_message())
+    await ws.send(
+        codec.start_message(
+            stream_sid=stream_sid,
+            call_sid=call_sid,
+            account_sid=settings.twilio_account_sid,
+            custom_parameters={
+                "from": CALLER,
+                "to": BAY_AREA_LINE,
+                "call_sid": call_sid,
+                "token": stream_token(settings, call_sid),
+            },
+        )
+    )
+
+
 def media_after(sim: SimulatedCall, moment: float) -> int:
     return sum(1 for chunk in sim.agent_chunks if chunk.received_at > moment)
 
@@ -558,20 +576,7 @@ async def test_malformed_frame_closes_only_that_call(
         call_sid = "CA" + "b" * 32
         socket = voice.url.replace("http", "ws") + "/twilio/media"
         async with connect(socket, additional_headers=signed(settings)) as bad:
-            await bad.send(codec.connected_message())
-            await bad.send(
-                codec.start_message(
-                    stream_sid="MZ" + "b" * 32,
-                    call_sid=call_sid,
-                    account_sid=settings.twilio_account_sid,
-                    custom_parameters={
-                        "from": CALLER,
-                        "to": BAY_AREA_LINE,
-                        "call_sid": call_sid,
-                        "token": stream_token(settings, call_sid),
-                    },
-                )
-            )
+            await open_stream(bad, settings, call_sid=call_sid, stream_sid="MZ" + "b" * 32)
             await bad.send("{not json")
             assert await close_code(bad) == 1008
         assert f"malformed Media Streams message on {call_sid}" in caplog.text
@@ -592,20 +597,7 @@ async def test_turn_marks_count_from_the_real_speech_end_when_early_frames_came_
     socket = voice.url.replace("http", "ws") + "/twilio/media"
     loop = asyncio.get_running_loop()
     async with connect(socket, additional_headers=signed(settings)) as ws:
-        await ws.send(codec.connected_message())
-        await ws.send(
-            codec.start_message(
-                stream_sid=stream_sid,
-                call_sid=call_sid,
-                account_sid=settings.twilio_account_sid,
-                custom_parameters={
-                    "from": CALLER,
-                    "to": BAY_AREA_LINE,
-                    "call_sid": call_sid,
-                    "token": stream_token(settings, call_sid),
-                },
-            )
-        )
+        await open_stream(ws, settings, call_sid=call_sid, stream_sid=stream_sid)
         await eventually(lambda: len(voice.stt.streams) == 1)
         stream = voice.stt.streams[0]
 
