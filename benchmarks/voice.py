@@ -240,6 +240,7 @@ class Scrape:
 
     buckets: dict[str, dict[float, float]] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
+    drafts: dict[str, float] = field(default_factory=dict)  # pre-emptive drafts by outcome
 
 
 def scrape(text: str) -> Scrape:
@@ -252,6 +253,10 @@ def scrape(text: str) -> Scrape:
                     label = sample.labels.get("stage") or sample.labels.get("provider")
                     key = family.name + (f"{{{label}}}" if label else "")
                     out.buckets.setdefault(key, {})[float(sample.labels["le"])] = sample.value
+        elif family.name == "hibachi_voice_preemptions":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    out.drafts[sample.labels["outcome"]] = sample.value
         elif family.name + "_total" in COUNTERS or family.name in COUNTERS:
             for sample in family.samples:
                 if sample.name.endswith("_total"):
@@ -464,7 +469,12 @@ async def run_size(
     )
     print(
         f"own added latency               p50 {o50:7.1f} ms  p99 {o99:7.1f} ms  ({drafted} of {len(own)} "
-        f"turns answered by a pre-emptive draft, {spoke_ahead} with speech ahead)\n"
+        f"turns answered by a pre-emptive draft, {spoke_ahead} with speech ahead; drafts "
+        + ", ".join(
+            f"{outcome} {after.drafts.get(outcome, 0) - before.drafts.get(outcome, 0):g}"
+            for outcome in ("started", "adopted", "discarded")
+        )
+        + ")\n"
         f"                                 (target p99 <= {TARGET_OVERHEAD_P99_MS:.0f} ms at 100 calls: "
         f"{_mark(o99 <= TARGET_OVERHEAD_P99_MS, valid)}{'' if calls == 100 else f' here at {calls}'})"
     )

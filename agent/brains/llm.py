@@ -21,14 +21,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from agent import prompts, tokens
 from agent.brain import BrainEvent, BrainRequest, ModelUsage, Role, TextDelta
 
 if TYPE_CHECKING:
-    from openai.types.chat import ChatCompletionChunk
-
     from agent.tools.base import ToolBox, ToolResult
     from hibachi.settings import Settings
 
@@ -211,7 +210,18 @@ class LLMBrain:
             waiting_for = "first token"
             try:
                 async with asyncio.timeout_at(first_by):
-                    stream = await self.client.chat.completions.create(**params)
+                    # The body is already in wire form (plain JSON types), so it is posted as
+                    # it is: `chat.completions.create` would first walk it against the typed
+                    # params (every message against every message type, every tool schema),
+                    # ~2 ms of event-loop CPU per request with our 13 tools.
+                    stream = await self.client.post(
+                        "/chat/completions",
+                        body=params,
+                        cast_to=ChatCompletion,
+                        options={"security": {"bearer_auth": True}},
+                        stream=True,
+                        stream_cls=AsyncStream[ChatCompletionChunk],
+                    )
                 iterator = aiter(stream)
                 while True:
                     limit = (
