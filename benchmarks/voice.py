@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.api import _own_cpu, free_port, percentile, postgres_cpu, wait_ready
@@ -707,7 +708,9 @@ def main() -> None:
     log: IO[bytes] | int = open(args.server_log, "wb") if args.server_log else subprocess.DEVNULL
     turns_out = open(args.turns, "a") if args.turns else None
     try:
-        asyncio.run(
+        # The load generator runs on uvloop, like the server: it shares the two cores with it,
+        # and the stock loop spent ~40 % more CPU on the same calls.
+        uvloop.run(
             run(
                 sizes,
                 sweep=bool(args.sweep),

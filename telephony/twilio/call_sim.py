@@ -21,6 +21,7 @@ loop's monotonic clock. Per caller utterance a `Turn` records when the speech en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import uuid
 from collections import deque
@@ -544,7 +545,9 @@ class SimulatedCall:
         self.agent_chunks.append(AgentChunk(received_at=now, payload=payload, starts_at=starts))
         turn = self._reply_turn
         (turn.agent_audio if turn is not None else self.greeting_audio).extend(payload)
-        if not is_silent(payload, self.speech_rms):
+        turn_waiting = turn is not None and turn.first_agent_audio_at is None
+        # Only the first voiced frame (of the call, of a reply) matters: skip measuring the rest.
+        if (self.first_agent_audio_at is None or turn_waiting) and not is_silent(payload, self.speech_rms):
             if self.first_agent_audio_at is None:
                 self.first_agent_audio_at = now
             if turn is not None and turn.first_agent_audio_at is None:
@@ -621,11 +624,11 @@ class SimulatedCall:
                 remaining = max(self._play_end, self._last_agent_audio_at) + quiet_for - self.now()
                 if remaining <= 0:
                     break
-                self._agent_activity.clear()
-                try:
-                    await asyncio.wait_for(self._agent_activity.wait(), remaining)
-                except TimeoutError:
-                    pass
+                # New audio only moves the end later: sleep to the end known now and look
+                # again (waking per received frame cost more than the rest of the caller).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._closed.wait()
         return turn
 
     def _answered(self, turn: Turn | None) -> float | None:
