@@ -13,8 +13,9 @@ evals and the voice benchmark.
    before it has played; `clear` drops unplayed audio and echoes pending marks at once;
 4. sends DTMF, and hangs up with `stop` followed by closing the socket.
 
-All times are seconds since the stream started (`SimulatedCall.now()`), on the event
-loop's monotonic clock. Per caller utterance a `Turn` records when the speech ended
+All times are seconds since the stream started (`SimulatedCall.now()`), on
+`time.monotonic()`: not the event loop's clock, which under uvloop is read once per loop
+iteration and in whole milliseconds. Per caller utterance a `Turn` records when the speech ended
 (its last non-silent frame was sent) and when the first non-silent agent audio arrived.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -281,7 +283,7 @@ class SimulatedCall:
 
     def now(self) -> float:
         """Seconds since the stream started."""
-        return asyncio.get_running_loop().time() - self._t0
+        return time.monotonic() - self._t0
 
     async def start(self) -> None:
         """Ring the server (voice webhook), open the media stream, send `connected` and `start`."""
@@ -297,7 +299,7 @@ class SimulatedCall:
             )
         except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
             raise CallSimError(f"could not open the media stream {self.target.url}: {exc}") from exc
-        self._t0 = asyncio.get_running_loop().time()
+        self._t0 = time.monotonic()
         await self._ws.send(codec.connected_message())
         parameters = self.target.parameters
         await self._send(
@@ -456,10 +458,9 @@ class SimulatedCall:
 
     async def _pump(self) -> None:
         """One `media` message every 20 ms, on a fixed schedule, for the whole call."""
-        loop = asyncio.get_running_loop()
         scheduled = self._t0 + FRAME_SECONDS
         while not self._stopping and not self.closed:
-            delay = scheduled - loop.time()
+            delay = scheduled - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             if self._stopping:
@@ -479,7 +480,7 @@ class SimulatedCall:
                 )
             except ConnectionClosed:
                 return
-            sent = loop.time()
+            sent = time.monotonic()
             self._send_lateness.append(sent - scheduled)
             self._send_times.append(sent)
             self._sent(frame, sent - self._t0)
