@@ -902,6 +902,29 @@ async def test_preemption_gets_audio_to_the_caller_sooner(voice: Voice, db: Sess
 # ---- failures and edges over real sockets ------------------------------------------------------
 
 
+async def test_caller_audio_goes_to_deepgram_in_three_frame_pieces_only_while_the_agent_talks(
+    voice: Voice, db: Sessions
+) -> None:
+    with FakeDeepgram(tts_first_byte_delay=0.01, chars_per_second=40) as deepgram:
+        voice.ctx.extras["stt"] = DeepgramSTT(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        voice.ctx.extras["tts"] = DeepgramTTS(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        async with voice.call() as sim:
+            await sim.wait_for_agent_silence(quiet_for=0.3)
+            [listen] = deepgram.listen_connections
+            after_greeting = len(listen.audio_messages)
+            await eventually(lambda: len(listen.audio_messages) >= after_greeting + 10)
+            sent = sim.frames_sent
+        await until(lambda: _ended(db, sim.call_sid))
+    runs = [(size, len(list(group))) for size, group in itertools.groupby(listen.audio_messages)]
+    assert runs[0][0] == 160  # frame by frame until the greeting plays
+    assert runs[1][0] == 3 * 160  # then three frames a message while it plays
+    assert runs[1][1] >= 10
+    assert [size for size, _ in runs[2:-1]] in ([], [320])  # the frames held back when it ended
+    assert runs[-1][0] == 160  # then frame by frame again
+    assert runs[-1][1] >= 10
+    assert listen.audio_bytes == sent * 160  # nothing held back is lost when the call ends
+
+
 async def test_stt_socket_dropped_while_the_caller_speaks_loses_no_words(voice: Voice, db: Sessions) -> None:
     question = f"Hi, what's open on {spoken_day(EVENT_DAY)}?"
     with FakeDeepgram(stt_final_delay=0.05, tts_first_byte_delay=0.01, chars_per_second=60) as deepgram:
@@ -968,6 +991,9 @@ async def test_hanging_up_mid_reply_through_deepgram_keeps_transcript_and_cost(
             await eventually(lambda: turn.first_agent_audio_at is not None, within=5)
             await sim.pause(0.4)
         await until(lambda: _ended(db, sim.call_sid))  # while Deepgram is up: the STT closes cleanly
+        [listen] = deepgram.listen_connections
+    # Every frame reached the STT, those held back while the reply played included.
+    assert listen.audio_bytes == sim.frames_sent * 160
     said = await messages(db)
     assert [m.role for m in said] == [Role.agent, Role.customer, Role.agent]
     assert said[1].text == question

@@ -63,7 +63,7 @@ from agent.speech.base import (
 from agent.tools.base import Effect
 from agent.voice.ahead import SpeechAhead
 from agent.voice.calls import CallUsage, TurnDraft, VoiceCall, VoiceCalls, VoiceTurnResult
-from agent.voice.pacer import FRAME_SECONDS, Pacer, frames_of, pad_frame
+from agent.voice.pacer import FRAME_BYTES, FRAME_SECONDS, Pacer, frames_of, pad_frame
 from agent.voice.text import (
     FILLER,
     GOODBYE_SILENT,
@@ -104,6 +104,10 @@ class VoiceConfig:
     barge_in_min_words: int = 2
     barge_in_min_seconds: float = 0.4
     pacer_lead_frames: int = 3
+    # While the agent talks, the caller's audio is only watched for a barge-in (which needs
+    # `barge_in_min_seconds` of speech anyway), so it goes to the STT this many frames at a
+    # time: a third of the messages, for at most 40 ms later barge-in. Otherwise frame by frame.
+    stt_frames_while_speaking: int = 3
     # Pre-emptive generation (see `agent.voice.calls.TurnDraft`): start the brain once the
     # caller's words have not changed for `preempt_after` s, before the final transcript.
     preempt: bool = True
@@ -318,6 +322,7 @@ class VoiceSession:
         # When the caller's audio (as the STT counts it) began, on our clock; see `feed_audio`.
         self._audio_origin: float | None = None
         self._audio_fed = 0.0  # seconds of caller audio given to the STT
+        self._stt_pending = bytearray()  # caller audio held back while the agent talks
         self._started = clock()
         self._silence_deadline: float | None = None
         self._silence_strikes = 0
@@ -354,6 +359,13 @@ class VoiceSession:
         origin = self.clock() - self._audio_fed
         if self._audio_origin is None or origin < self._audio_origin:
             self._audio_origin = origin
+        if self.pacer.busy():
+            self._stt_pending += ulaw
+            if len(self._stt_pending) < self.config.stt_frames_while_speaking * FRAME_BYTES:
+                return
+            ulaw, self._stt_pending = bytes(self._stt_pending), bytearray()
+        elif self._stt_pending:
+            ulaw, self._stt_pending = bytes(self._stt_pending + ulaw), bytearray()
         await self._stream.send(ulaw)
 
     def on_mark(self, name: str) -> None:
@@ -842,6 +854,8 @@ class VoiceSession:
         stt_seconds = 0.0
         if self._stream is not None:
             try:
+                if self._stt_pending:  # the caller's last words while we talked
+                    await self._stream.send(bytes(self._stt_pending))
                 stt_seconds = await self._stream.close()
             except Exception:  # a broken STT connection must not lose the call's record
                 log.exception("closing STT failed on call %s", self.call.call_sid)

@@ -31,8 +31,8 @@ take to say (`chars_per_second`), after `tts_first_byte_delay`, in chunks; raw f
 `Flush` / `Clear` / `Close` the same way (each flush is recorded in `speak_requests`,
 method "WS", and counted per socket in `speak_sockets_flushed`).
 
-Traffic is recorded: `listen_connections` (query, headers, audio bytes, control
-messages, messages sent, close code) and `speak_requests`.
+Traffic is recorded: `listen_connections` (query, headers, audio bytes and message
+sizes, control messages, messages sent, close code) and `speak_requests`.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ class ListenConnection:
     query: dict[str, list[str]]
     headers: dict[str, str]
     audio_bytes: int = 0
+    audio_messages: list[int] = field(default_factory=list)  # each binary message's size
     bytes_per_second: int = 8000
     controls: list[str] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
@@ -569,6 +570,7 @@ class _ListenSession:
 
     def _audio(self, data: bytes) -> None:
         self.conn.audio_bytes += len(data)
+        self.conn.audio_messages.append(len(data))
         self.sha.update(data)
         self.pending += data
         step = self.bytes_per_frame
