@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
+import time
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -63,11 +65,10 @@ class LagProbe:
         await self.app(scope, receive, send)
 
     async def _sample(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            due = loop.time() + 0.01
+            due = time.monotonic() + 0.01  # not the loop's clock: uvloop's is cached, in whole ms
             await asyncio.sleep(0.01)
-            self.samples.append((loop.time() - due) * 1000)
+            self.samples.append((time.monotonic() - due) * 1000)
 
     def report(self) -> dict[str, float]:
         taken, self.samples = sorted(self.samples), []
@@ -82,6 +83,8 @@ def serve(fake: FakeDeepgram | FakeOpenAI) -> None:
     probe = LagProbe(fake.app)
     fake.app = probe
     with fake:
+        gc.collect()
+        gc.freeze()  # what start-up built stays out of the collector's full passes
         print(json.dumps({"url": fake.base_url}), flush=True)
         for line in sys.stdin:
             if line.strip() == "lag":
@@ -109,6 +112,7 @@ def main() -> None:
         serve(deepgram)
     else:
         openai = FakeOpenAI()
+        openai.record = False  # nobody reads them here, and they would pile up for the collector
         openai.responder = model_reply(args.first_token)
         serve(openai)
 

@@ -129,7 +129,9 @@ class FakeOpenAI(ServedFake):
     """OpenAI's Chat Completions and Embeddings endpoints, scripted for tests and evals.
 
     `requests` holds every request (JSON body, headers, status answered);
-    `chat_requests` / `embedding_requests` are the JSON bodies per endpoint.
+    `chat_requests` / `embedding_requests` are the JSON bodies per endpoint. A long-lived
+    fake (the voice benchmark's) sets `record = False`: thousands of kept bodies made its
+    garbage collector's full passes stall its event loop for up to ~90 ms.
     """
 
     def __init__(self, *, api_key: str | None = DEFAULT_API_KEY, default_reply: Reply | None = None) -> None:
@@ -138,6 +140,7 @@ class FakeOpenAI(ServedFake):
         self.default_reply = default_reply or Reply(text="Okay.")
         self.responder: Responder | None = None
         self.requests: list[RecordedRequest] = []
+        self.record = True
         self._script: deque[Scripted] = deque()
         self._embedding_script: deque[Fail | Stall] = deque()
         self._lock = threading.Lock()
@@ -198,8 +201,9 @@ class FakeOpenAI(ServedFake):
         except json.JSONDecodeError:
             body = None
         record = RecordedRequest(request.method, request.url.path, dict(request.headers), json=body)
-        with self._lock:
-            self.requests.append(record)
+        if self.record:
+            with self._lock:
+                self.requests.append(record)
         return record
 
     def _accept(self, request: Request, record: RecordedRequest) -> dict[str, Any]:
