@@ -222,3 +222,17 @@ async def test_responder_answers_when_the_script_is_empty(fake: FakeOpenAI, clie
     )
 
     assert completion.choices[0].message.content == "echo: ping"
+
+
+async def test_a_fake_told_not_to_record_still_answers_but_keeps_nothing(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.record = False
+    fake.script(Reply(text="Sure."))
+
+    completion = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+    )
+
+    assert completion.choices[0].message.content == "Sure."
+    assert fake.requests == []
