@@ -185,8 +185,9 @@ class FakeOpenAI(ServedFake):
             return [r.json for r in self.requests if r.path.endswith("/embeddings")]
 
     def reset(self) -> None:
-        """Forget recorded traffic, the scripts and the responder."""
+        """Forget recorded traffic, the scripts and the responder; record again."""
         with self._lock:
+            self.record = True
             self.requests.clear()
             self._script.clear()
             self._embedding_script.clear()
