@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 # A text thread idle this long starts a new conversation.
 CONVERSATION_IDLE = timedelta(hours=12)
 HISTORY_MESSAGES = 20
+EARLIER_SENTIMENTS = 5  # the caller's latest scored messages a turn's sentiment trend looks at
 LOCK_TTL_SECONDS = 120
 LOCK_WAIT_SECONDS = 60
 SORRY = "Sorry, something went wrong on our side. Please try again, or call our team at {staff}."
@@ -548,7 +549,7 @@ class ConversationEngine:
                 Message.sentiment.is_not(None),
             )
             .order_by(Message.id.desc())
-            .limit(5)
+            .limit(EARLIER_SENTIMENTS)
         )
         return [float(s) for s in reversed(rows.all()) if s is not None]
 

@@ -30,7 +30,14 @@ from sqlalchemy.dialects.postgresql import insert
 
 from agent import prompts, sentiment
 from agent.brain import BrainRequest, Channel, ChatTurn, ModelUsage, Role, TextDelta
-from agent.engine import HISTORY_MESSAGES, SORRY, ConversationEngine, UnknownAgentNumber, tool_call_row
+from agent.engine import (
+    EARLIER_SENTIMENTS,
+    HISTORY_MESSAGES,
+    SORRY,
+    ConversationEngine,
+    UnknownAgentNumber,
+    tool_call_row,
+)
 from agent.models import Conversation, ConversationStatus, Message
 from agent.state import load_state, save_state
 from agent.tools.base import Effect, Tool, ToolBox, ToolCallRecord, ToolContext, ToolResult
@@ -106,7 +113,7 @@ class CallMemory:
         del self.history[:-HISTORY_MESSAGES]
         if score is not None:
             self.sentiments.append(score)
-            del self.sentiments[:-5]
+            del self.sentiments[:-EARLIER_SENTIMENTS]
 
 
 class VoiceCalls:
