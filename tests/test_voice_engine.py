@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -355,6 +357,39 @@ async def test_a_discarded_draft_leaves_no_trace(app_ctx: AppContext, db: Sessio
     assert draft.has_text  # it thought ahead, but said nothing yet
     await draft.discard()
     assert await counts(db) == (0, 0, 0)
+
+
+class ReRaisingBrain:
+    """Says a sentence, then waits on its model like an HTTP client that re-raises `exc`
+    from `except ... as exc`: a cancellation leaves a frame <-> exception cycle behind."""
+
+    name = "re-raising"
+
+    async def respond(self, request: BrainRequest, tools: ToolBox) -> AsyncIterator[BrainEvent]:
+        yield TextDelta("Let me look that up for you.")
+        try:
+            await asyncio.Event().wait()
+        except BaseException as exc:
+            raise exc
+
+
+async def test_a_discarded_draft_is_freed_at_once_not_left_to_the_cycle_collector(
+    app_ctx: AppContext,
+) -> None:
+    calls = voice_calls(app_ctx, ReRaisingBrain())
+    call = await start(calls)
+    gc.disable()  # what is still alive after the discard would wait for it
+    try:
+        draft = calls.draft(call, "what's open on friday")
+        async with asyncio.timeout(5):
+            while not draft.has_text:  # noqa: ASYNC110  (the draft's brain runs in its own task)
+                await asyncio.sleep(0.01)
+        freed = weakref.ref(draft)
+        await draft.discard()
+        del draft
+        assert freed() is None
+    finally:
+        gc.enable()
 
 
 async def test_a_confirmed_draft_releases_its_text_then_its_effects(

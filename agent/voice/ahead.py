@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from agent.aio import free_when_cancelled
 from agent.speech.base import TTS
 from agent.voice.text import SentenceSplitter
 
@@ -44,6 +45,7 @@ class SpeechAhead:
             self.sentence = sentences[0]
             self.started = self._clock()
             self._task = asyncio.create_task(self._synthesize(self.sentence), name="voice:speech-ahead")
+            self._task.add_done_callback(free_when_cancelled)
 
     async def _synthesize(self, sentence: str) -> None:
         chunks = self._tts.synthesize(sentence)

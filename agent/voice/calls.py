@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from agent import prompts, sentiment
+from agent.aio import free_when_cancelled
 from agent.brain import BrainRequest, Channel, ChatTurn, ModelUsage, Role, TextDelta
 from agent.engine import (
     EARLIER_SENTIMENTS,
@@ -473,6 +474,7 @@ class TurnDraft:
         self._settled = False  # confirmed-and-cancelled, or discarded: its cost is accounted for
         self._writing = False  # `confirm` writes the caller's words while the brain may still read history
         self._task = asyncio.create_task(self._think(), name=f"voice-draft:{call.call_sid}")
+        self._task.add_done_callback(free_when_cancelled)
 
     @property
     def confirmed(self) -> bool:
