@@ -33,6 +33,10 @@ Figures:
 - `--sweep 10,25,50,100,200`: the largest N keeping the caller-side p99 jitter < 20 ms
   with no failures.
 
+The server's garbage-collector passes during the run (`hibachi_gc_pause_seconds`: how
+many per generation, and the longest one's bucket) are printed: each pass stalls the event
+loop that every call shares.
+
 Provider failures and brain fallbacks (`hibachi_speech_failures_total`,
 `hibachi_brain_fallbacks_total` from /metrics) are printed; a run with any of them, or
 with failed calls, has its figures printed but its targets "not judged". Beside CPU,
@@ -230,6 +234,7 @@ HISTOGRAMS = (
     "hibachi_voice_turn_seconds",
     "hibachi_tts_first_byte_seconds",
     "hibachi_stt_final_seconds",
+    "hibachi_gc_pause_seconds",
 )
 COUNTERS = ("hibachi_speech_failures_total", "hibachi_brain_fallbacks_total")
 
@@ -250,7 +255,8 @@ def scrape(text: str) -> Scrape:
         if family.name in HISTOGRAMS:
             for sample in family.samples:
                 if sample.name.endswith("_bucket"):
-                    label = sample.labels.get("stage") or sample.labels.get("provider")
+                    labels = sample.labels
+                    label = labels.get("stage") or labels.get("provider") or labels.get("generation")
                     key = family.name + (f"{{{label}}}" if label else "")
                     out.buckets.setdefault(key, {})[float(sample.labels["le"])] = sample.value
         elif family.name == "hibachi_voice_preemptions":
@@ -520,6 +526,14 @@ async def run_size(
         )
     if stages:
         print("server-side histograms, bucket upper bounds (ms): " + ", ".join(stages))
+    gc_passes = []
+    for generation in "012":
+        key = f"hibachi_gc_pause_seconds{{{generation}}}"
+        longest, n = bucket_quantile(before.buckets.get(key, {}), after.buckets.get(key, {}), 1.0)
+        if n:
+            gc_passes.append(f"gen{generation} {n} (longest <= {longest * 1000:g} ms)")
+    if gc_passes:
+        print("server garbage-collector passes (each stalls the loop): " + ", ".join(gc_passes))
     if failures:
         print(
             "provider failures / brain fallbacks during the run (the figures above include their "

@@ -61,6 +61,29 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+GC_PAUSE = Histogram(
+    "hibachi_gc_pause_seconds",
+    "Passes of the cyclic garbage collector by generation (each stalls the event loop)",
+    ["generation"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+)
+
+
+class GcPauses:
+    """A `gc.callbacks` hook: times each collector pass into `GC_PAUSE`."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - self._started)
+
+
+GC_PAUSES = GcPauses()
+
 
 class RequestMetrics:
     """Pure ASGI middleware: request latency by route template into a Prometheus histogram."""
@@ -190,6 +213,8 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise stall the event loop (and every live
         # call's audio) for 100-200 ms each under load.
+        if GC_PAUSES not in gc.callbacks:
+            gc.callbacks.append(GC_PAUSES)
         gc.collect()
         gc.freeze()
         try:

@@ -208,6 +208,12 @@ def test_serve_with_two_workers_shares_one_database_and_sums_their_metrics(
         if line.startswith("hibachi_http_request_seconds_count{") and 'route="/v1/locations"' in line
     ]
     assert sum(counted) == requests
+    full_passes = [  # each worker's full collection before it froze its start-up objects
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('hibachi_gc_pause_seconds_count{generation="2"}')
+    ]
+    assert sum(full_passes) >= 2
     log = running.log.read_text()
     assert log.count("Application startup complete") == 2
 
