@@ -255,8 +255,8 @@ def scrape(text: str) -> Scrape:
         if family.name in HISTOGRAMS:
             for sample in family.samples:
                 if sample.name.endswith("_bucket"):
-                    labels = sample.labels
-                    label = labels.get("stage") or labels.get("provider") or labels.get("generation")
+                    tags = sample.labels
+                    label = tags.get("stage") or tags.get("provider") or tags.get("generation")
                     key = family.name + (f"{{{label}}}" if label else "")
                     out.buckets.setdefault(key, {})[float(sample.labels["le"])] = sample.value
         elif family.name == "hibachi_voice_preemptions":
