@@ -164,12 +164,7 @@ async def analyse_call_recording(ctx: dict[str, Any], telephony_session_id: str)
                 session,
                 conversation.id,
                 message.id,
-                prices.llm(
-                    model=usage.model,
-                    prompt_tokens=usage.prompt_tokens,
-                    cached_tokens=usage.cached_tokens,
-                    completion_tokens=usage.completion_tokens,
-                ),
+                prices.llm_usage(usage),
             )
         details["analysis"] = {
             **analysis.as_json(),

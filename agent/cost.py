@@ -10,9 +10,12 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.models import CostKind
+
+if TYPE_CHECKING:
+    from agent.brain import ModelUsage
 
 DEFAULT_PRICES: dict[str, Any] = {
     # $ per 1M tokens: input, cached input, output.
@@ -64,6 +67,15 @@ class PriceTable:
         # Responses name a dated snapshot ("gpt-4o-mini-2024-07-18"): use the longest family prefix.
         family = max((name for name in rates if model.startswith(name)), key=len, default=None)
         return rates[family] if family else None
+
+    def llm_usage(self, usage: ModelUsage) -> Charge:
+        """What one model request's usage costs."""
+        return self.llm(
+            model=usage.model,
+            prompt_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
 
     def llm(self, *, model: str, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> Charge:
         rates = self._llm_rates(model)

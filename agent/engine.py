@@ -482,17 +482,7 @@ class ConversationEngine:
                         session, conversation.id, reply_id, self.prices.embedding(model=model, tokens=tokens)
                     )
             for usage in outcome.usages:
-                self.charge(
-                    session,
-                    conversation.id,
-                    reply_id,
-                    self.prices.llm(
-                        model=usage.model,
-                        prompt_tokens=usage.prompt_tokens,
-                        cached_tokens=usage.cached_tokens,
-                        completion_tokens=usage.completion_tokens,
-                    ),
-                )
+                self.charge(session, conversation.id, reply_id, self.prices.llm_usage(usage))
         if waiter is not None and not waiter.future.done():
             waiter.future.set_result(outcome.text)
         if not outcome.text:
@@ -557,19 +547,22 @@ class ConversationEngine:
     def charge(
         session: AsyncSession, conversation_id: uuid.UUID, message_id: int | None, charge: Charge
     ) -> None:
-        session.add(
-            CostLine(
-                conversation_id=conversation_id,
-                message_id=message_id,
-                kind=charge.kind,
-                item=charge.item,
-                quantity=charge.quantity,
-                prompt_tokens=charge.prompt_tokens,
-                cached_tokens=charge.cached_tokens,
-                completion_tokens=charge.completion_tokens,
-                usd=charge.usd,
-            )
-        )
+        session.add(CostLine(**cost_row(conversation_id, message_id, charge)))
+
+
+def cost_row(conversation_id: uuid.UUID, message_id: int | None, charge: Charge) -> dict[str, Any]:
+    """A `CostLine`'s column values (for `insert(CostLine)` where no ORM object is wanted)."""
+    return {
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "kind": charge.kind,
+        "item": charge.item,
+        "quantity": charge.quantity,
+        "prompt_tokens": charge.prompt_tokens,
+        "cached_tokens": charge.cached_tokens,
+        "completion_tokens": charge.completion_tokens,
+        "usd": charge.usd,
+    }
 
 
 def tool_call_row(conversation_id: uuid.UUID, message_id: int | None, call: ToolCallRecord) -> ToolCall:

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import prompts, sentiment
 from agent.aio import free_when_cancelled
@@ -37,9 +38,10 @@ from agent.engine import (
     SORRY,
     ConversationEngine,
     UnknownAgentNumber,
+    cost_row,
     tool_call_row,
 )
-from agent.models import Conversation, ConversationStatus, Message
+from agent.models import Conversation, ConversationStatus, CostLine, Message
 from agent.state import load_state, save_state
 from agent.tools.base import Effect, Tool, ToolBox, ToolCallRecord, ToolContext, ToolResult
 from agent.tools.common import redact_cards
@@ -207,7 +209,8 @@ class VoiceCalls:
         """Record something the agent said on its own (greeting, re-prompt, goodbye)."""
         now = self.engine.clock()
         async with unit_of_work(self.app.sessions) as session:
-            message = Message(
+            message_id = await _add_message(
+                session,
                 conversation_id=call.conversation_id,
                 role=Role.agent,
                 text=text,
@@ -215,11 +218,7 @@ class VoiceCalls:
                 delivery=DELIVERY,
                 marks=marks or {},
             )
-            session.add(message)
-            live = await session.get_one(Conversation, call.conversation_id)
-            live.last_activity_at = now
-            await session.flush()
-            message_id = message.id
+            await _touch(session, call.conversation_id, now)
         self._remember(call, Role.agent, text)
         return message_id
 
@@ -250,7 +249,8 @@ class VoiceCalls:
         now = self.engine.clock()
         written, score = redact_cards(text) or "", sentiment.score(text)
         async with unit_of_work(self.app.sessions) as session:
-            inbound = Message(
+            inbound_id = await _add_message(
+                session,
                 conversation_id=call.conversation_id,
                 role=Role.customer,
                 text=written,
@@ -259,11 +259,7 @@ class VoiceCalls:
                 sentiment=score,
                 marks={},
             )
-            session.add(inbound)
-            live = await session.get_one(Conversation, call.conversation_id)
-            live.last_activity_at = now
-            await session.flush()
-            inbound_id = inbound.id
+            await _touch(session, call.conversation_id, now)
         self._remember(call, Role.customer, written, score)
         return inbound_id
 
@@ -279,15 +275,22 @@ class VoiceCalls:
 
     async def annotate(self, message_id: int, *, marks: dict[str, Any], heard: str | None = None) -> None:
         """Add latency marks to an agent message; with `heard`, cut it to what was played (barge-in)."""
+        merged = Message.marks.op("||")(bindparam(None, marks, type_=JSONB))
+        values: dict[str, Any] = {"marks": merged}
+        if heard is not None:  # what was generated is kept in the marks (the old `text`)
+            values = {
+                "marks": merged.op("||")(func.jsonb_build_object("generated", Message.text)),
+                "text": heard,
+                "truncated": True,
+            }
         async with unit_of_work(self.app.sessions) as session:
-            message = await session.get_one(Message, message_id, with_for_update=True)
-            message.marks = {**message.marks, **marks}
-            if heard is not None:
-                message.marks = {**message.marks, "generated": message.text}
-                message.text = heard
-                message.truncated = True
-            conversation_id = message.conversation_id
-        if heard is not None:
+            conversation_id = await session.scalar(
+                update(Message)
+                .where(Message.id == message_id)
+                .values(values)
+                .returning(Message.conversation_id)
+            )
+        if heard is not None and conversation_id is not None:
             self._forget(conversation_id)  # the history now holds what was heard (committed)
 
     async def end_call(self, call: VoiceCall, usage: CallUsage) -> None:
@@ -297,36 +300,28 @@ class VoiceCalls:
         async with unit_of_work(self.app.sessions) as session:
             self._memory.pop(call.conversation_id, None)
             self._writes.pop(call.conversation_id, None)
-            live = await session.get_one(Conversation, call.conversation_id, with_for_update=True)
-            if live.ended_at is not None:
-                return
-            live.ended_at = now
-            live.status = ConversationStatus.closed
-            live.last_activity_at = now
+            ended = await session.scalar(
+                update(Conversation)
+                .where(Conversation.id == call.conversation_id, Conversation.ended_at.is_(None))
+                .values(ended_at=now, status=ConversationStatus.closed, last_activity_at=now)
+                .returning(Conversation.id)
+            )
+            if ended is None:
+                return  # ended already
             charges = (
                 prices.stt(engine=usage.stt_engine, seconds=round(usage.stt_seconds, 3)),
                 prices.tts(engine=usage.tts_engine, characters=usage.tts_characters),
                 prices.voice(provider=call.provider, seconds=round(usage.call_seconds, 3)),
             )
-            for charge in charges:
-                ConversationEngine.charge(session, call.conversation_id, None, charge)
+            rows = [cost_row(call.conversation_id, None, charge) for charge in charges]
+            await session.execute(insert(CostLine), rows)
 
     async def _charge_discarded(self, call: VoiceCall, usages: list[ModelUsage]) -> None:
         """Model tokens a discarded draft spent: charged to the conversation, tied to no message."""
         engine = self.engine
+        rows = [cost_row(call.conversation_id, None, engine.prices.llm_usage(usage)) for usage in usages]
         async with unit_of_work(self.app.sessions) as session:
-            for usage in usages:
-                engine.charge(
-                    session,
-                    call.conversation_id,
-                    None,
-                    engine.prices.llm(
-                        model=usage.model,
-                        prompt_tokens=usage.prompt_tokens,
-                        cached_tokens=usage.cached_tokens,
-                        completion_tokens=usage.completion_tokens,
-                    ),
-                )
+            await session.execute(insert(CostLine), rows)
 
     def _tool_context(self, call: VoiceCall, now: datetime) -> ToolContext:
         return self.engine.tool_context(
@@ -351,12 +346,11 @@ class VoiceCalls:
         engine = self.engine
         now = engine.clock()
         async with unit_of_work(self.app.sessions, queue=self.app.queue) as session:
-            live = await session.get_one(Conversation, call.conversation_id)
-            live.last_activity_at = now
-            live.brain = engine.brain.name
+            await _touch(session, call.conversation_id, now, brain=engine.brain.name)
             reply_id: int | None = None
             if text:
-                reply = Message(
+                reply_id = await _add_message(
+                    session,
                     conversation_id=call.conversation_id,
                     role=Role.agent,
                     text=text,
@@ -367,37 +361,33 @@ class VoiceCalls:
                     truncated=truncated,
                     marks=dict(marks or {}),
                 )
-                session.add(reply)
-                await session.flush()
-                reply_id = reply.id
+            charges = [engine.prices.llm_usage(usage) for usage in usages]
             for record in tool_calls:
                 session.add(tool_call_row(call.conversation_id, reply_id, record))
                 tokens = record.result.data.get("embedding_tokens")
                 if isinstance(tokens, int) and tokens:
                     model = str(record.result.data.get("embedding_model") or "local")
-                    engine.charge(
-                        session,
-                        call.conversation_id,
-                        reply_id,
-                        engine.prices.embedding(model=model, tokens=tokens),
-                    )
-            for usage in usages:
-                engine.charge(
-                    session,
-                    call.conversation_id,
-                    reply_id,
-                    engine.prices.llm(
-                        model=usage.model,
-                        prompt_tokens=usage.prompt_tokens,
-                        cached_tokens=usage.cached_tokens,
-                        completion_tokens=usage.completion_tokens,
-                    ),
+                    charges.append(engine.prices.embedding(model=model, tokens=tokens))
+            if charges:
+                await session.execute(
+                    insert(CostLine), [cost_row(call.conversation_id, reply_id, c) for c in charges]
                 )
         if any(prompts.has_effects(record.name) for record in tool_calls):
             self._forget(call.conversation_id)  # a booking or a transfer may have changed the customer
         elif text:
             self._remember(call, Role.agent, text)
         return reply_id
+
+
+async def _add_message(session: AsyncSession, **values: Any) -> int:
+    """Insert a message (one statement, no ORM unit of work: this is on every turn); its id."""
+    return (await session.execute(insert(Message).values(**values).returning(Message.id))).scalar_one()
+
+
+async def _touch(session: AsyncSession, conversation_id: uuid.UUID, now: datetime, **values: Any) -> None:
+    await session.execute(
+        update(Conversation).where(Conversation.id == conversation_id).values(last_activity_at=now, **values)
+    )
 
 
 def _transfer_target(tool_calls: list[ToolCallRecord]) -> str | None:
