@@ -31,7 +31,10 @@ Figures:
   caller, within a run of speech (the pacer's first `lead` frames are a deliberate burst
   and are skipped), and the server's `hibachi_voice_pacer_jitter_seconds` histogram;
 - `--sweep 10,25,50,100,200`: the largest N keeping the caller-side p99 jitter < 20 ms
-  with no failures.
+  with no failures;
+- `--repeat R`: each size R times, then their turns pooled. A 100-call run times 200
+  turns, so its p99 is its second-worst turn and one stall decides it; pooled over 5 runs
+  it is the 10th-worst of 1000.
 
 The server's garbage-collector passes during the run (`hibachi_gc_pause_seconds`: how
 many per generation, and the longest one's bucket) are printed: each pass stalls the event
@@ -56,7 +59,7 @@ the two sides stop taking each other's CPU time (other processes on the machine 
 `--server-workers N` runs `hibachi serve --workers N` (server CPU then sums the workers).
 
     .venv/bin/python -m benchmarks.voice [--calls 10] [--sweep 10,25,50,100,200] [--ramp 5] [--pin]
-        [--server-workers 2] [--turns turns.jsonl]
+        [--server-workers 2] [--repeat 5] [--turns turns.jsonl]
 """
 
 from __future__ import annotations
@@ -305,6 +308,8 @@ class RunFigures:
     cpu_per_call: float
     turns: int
     errors: int
+    own_ms: list[float] = field(default_factory=list)  # per timed turn, for pooling repeats
+    e2e_ms: list[float] = field(default_factory=list)
 
 
 def run_queue_wait(pid: int) -> float:
@@ -560,6 +565,8 @@ async def run_size(
         per_call,
         len(latencies),
         len(errors) + unanswered + overlapped + int(sum(failures.values())),
+        own,
+        latencies,
     )
 
 
@@ -613,6 +620,7 @@ async def run(
     server_log: IO[bytes] | int,
     pin: bool,
     workers: int,
+    repeat: int = 1,
     turns_out: IO[str] | None = None,
 ) -> None:
     port = free_port()
@@ -662,10 +670,15 @@ async def run(
                     f"(serial sum {PROVIDER_S * 1000:.0f} ms)."
                 )
                 await run_size(processes, 1, 0.0, call_timeout, label=" (warm-up)")  # connections, caches
-                figures = [
-                    await run_size(processes, n, min(ramp, n * 0.05), call_timeout, turns_out=turns_out)
-                    for n in sizes
-                ]
+                figures = []
+                for n in sizes:
+                    runs = [
+                        await run_size(processes, n, min(ramp, n * 0.05), call_timeout, turns_out=turns_out)
+                        for _ in range(repeat)
+                    ]
+                    if repeat > 1:
+                        print_pooled(runs)
+                    figures.extend(runs)
             finally:
                 _stop_server(server)
     finally:
@@ -696,6 +709,22 @@ async def run(
         print("(the caller-side figure includes the load generator's own loop lag, printed per size above)")
 
 
+def print_pooled(runs: list[RunFigures]) -> None:
+    """One size run several times: its turns pooled (a single run's p99 is its 2nd-worst turn)."""
+    own = [ms for run in runs for ms in run.own_ms]
+    e2e = [ms for run in runs for ms in run.e2e_ms]
+    if not own:
+        return
+    failures = sum(run.errors for run in runs)
+    e50, e99, o50, o99 = (percentile(e2e, 50), percentile(e2e, 99), percentile(own, 50), percentile(own, 99))
+    print(
+        f"\n== {runs[0].calls} concurrent call(s), {len(runs)} runs pooled ({len(own)} turns) ==\n"
+        f"end of speech -> first audio   p50 {e50:7.1f} ms  p99 {e99:7.1f} ms\n"
+        f"own added latency               p50 {o50:7.1f} ms  p99 {o99:7.1f} ms"
+        f"  (runs' own p99: {', '.join(f'{run.own_p99:.0f}' for run in runs)} ms; failures {failures})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -712,6 +741,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--server-workers", type=int, default=1, help="`hibachi serve --workers N` (uvicorn processes)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each size this many times and also pool their turns"
     )
     parser.add_argument(
         "--turns", help="append one JSON line per timed turn here (calls, e2e_ms, own_ms, server marks)"
@@ -732,6 +764,7 @@ def main() -> None:
                 server_log=log,
                 pin=args.pin,
                 workers=args.server_workers,
+                repeat=args.repeat,
                 turns_out=turns_out,
             )
         )
