@@ -20,7 +20,7 @@ import asyncio
 import copy
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agent import prompts, sentiment
 from agent.aio import free_when_cancelled
 from agent.brain import BrainRequest, Channel, ChatTurn, ModelUsage, Role, TextDelta
+from agent.cost import Charge
 from agent.engine import (
     EARLIER_SENTIMENTS,
     HISTORY_MESSAGES,
@@ -313,15 +314,14 @@ class VoiceCalls:
                 prices.tts(engine=usage.tts_engine, characters=usage.tts_characters),
                 prices.voice(provider=call.provider, seconds=round(usage.call_seconds, 3)),
             )
-            rows = [cost_row(call.conversation_id, None, charge) for charge in charges]
-            await session.execute(insert(CostLine), rows)
+            await _add_costs(session, call.conversation_id, None, charges)
 
     async def _charge_discarded(self, call: VoiceCall, usages: list[ModelUsage]) -> None:
         """Model tokens a discarded draft spent: charged to the conversation, tied to no message."""
         engine = self.engine
-        rows = [cost_row(call.conversation_id, None, engine.prices.llm_usage(usage)) for usage in usages]
+        charges = [engine.prices.llm_usage(usage) for usage in usages]
         async with unit_of_work(self.app.sessions) as session:
-            await session.execute(insert(CostLine), rows)
+            await _add_costs(session, call.conversation_id, None, charges)
 
     def _tool_context(self, call: VoiceCall, now: datetime) -> ToolContext:
         return self.engine.tool_context(
@@ -368,10 +368,7 @@ class VoiceCalls:
                 if isinstance(tokens, int) and tokens:
                     model = str(record.result.data.get("embedding_model") or "local")
                     charges.append(engine.prices.embedding(model=model, tokens=tokens))
-            if charges:
-                await session.execute(
-                    insert(CostLine), [cost_row(call.conversation_id, reply_id, c) for c in charges]
-                )
+            await _add_costs(session, call.conversation_id, reply_id, charges)
         if any(prompts.has_effects(record.name) for record in tool_calls):
             self._forget(call.conversation_id)  # a booking or a transfer may have changed the customer
         elif text:
@@ -388,6 +385,15 @@ async def _touch(session: AsyncSession, conversation_id: uuid.UUID, now: datetim
     await session.execute(
         update(Conversation).where(Conversation.id == conversation_id).values(last_activity_at=now, **values)
     )
+
+
+async def _add_costs(
+    session: AsyncSession, conversation_id: uuid.UUID, message_id: int | None, charges: Sequence[Charge]
+) -> None:
+    """Cost lines in one multi-row INSERT (none: no statement)."""
+    if charges:
+        rows = [cost_row(conversation_id, message_id, charge) for charge in charges]
+        await session.execute(insert(CostLine), rows)
 
 
 def _transfer_target(tool_calls: list[ToolCallRecord]) -> str | None:
