@@ -137,6 +137,7 @@ class CallResult:
 
     latencies: list[float] = field(default_factory=list)  # s, per answered turn
     timed_turns: list[int] = field(default_factory=list)  # the caller-turn index of each latency
+    speech_ends: list[float] = field(default_factory=list)  # time.monotonic() of each timed turn's speech end
     phone: str = ""
     unanswered: int = 0
     overlapped: int = 0  # agent audio arrived while the caller spoke (a late greeting/reply): not timed
@@ -188,6 +189,7 @@ async def one_call(base: str, index: int, delay: float, call_timeout: float) -> 
                 else:
                     result.latencies.append(turn.latency)
                     result.timed_turns.append(number)
+                    result.speech_ends.append(time.monotonic() - call.now() + (turn.speech_ended_at or 0.0))
             result.seconds = call.now()
     except (CallSimError, TimeoutError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -405,6 +407,7 @@ async def run_size(
         stop = asyncio.Event()
         lag_task = asyncio.create_task(loop_lag(lag, stop))
         started = time.perf_counter()
+        started_mono = time.monotonic()
         results = await asyncio.gather(
             *(one_call(processes.base, i, ramp * i / max(1, calls), call_timeout) for i in range(calls))
         )
@@ -426,14 +429,21 @@ async def run_size(
     drafted = spoke_ahead = 0
     stage_ms: dict[str, list[float]] = {}
     for result, call_marks in zip(results, marks, strict=True):
-        for latency, number in zip(result.latencies, result.timed_turns, strict=True):
+        for latency, number, ended in zip(
+            result.latencies, result.timed_turns, result.speech_ends, strict=True
+        ):
             turn = call_marks[number] if number < len(call_marks) else {}
             preempted = turn.get("preempted")
             drafted += preempted is not None
             spoke_ahead += "speech_ahead" in turn
             own.append(latency * 1000 - provider_path_ms(preempted, ahead="speech_ahead" in turn))
             if turns_out is not None:
-                record = {"calls": calls, "e2e_ms": round(latency * 1000, 1), "own_ms": round(own[-1], 1)}
+                record = {
+                    "calls": calls,
+                    "at_s": round(ended - started_mono, 3),  # speech end, seconds into the run
+                    "e2e_ms": round(latency * 1000, 1),
+                    "own_ms": round(own[-1], 1),
+                }
                 turns_out.write(json.dumps(record | {"marks": turn}) + "\n")
             for stage, value in turn.items():
                 stage_ms.setdefault(stage, []).append(value)
@@ -746,7 +756,7 @@ def main() -> None:
         "--repeat", type=int, default=1, help="run each size this many times and also pool their turns"
     )
     parser.add_argument(
-        "--turns", help="append one JSON line per timed turn here (calls, e2e_ms, own_ms, server marks)"
+        "--turns", help="append one JSON line per timed turn here (calls, at_s, e2e_ms, own_ms, server marks)"
     )
     args = parser.parse_args()
     sizes = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.calls]
