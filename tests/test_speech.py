@@ -16,7 +16,6 @@ from agent.speech.local import LocalSTT, LocalTTS
 from hibachi.settings import Settings
 from telephony.fakes.deepgram_server import DEFAULT_API_KEY, FakeDeepgram
 from tests.test_deepgram_fake import silence, tone
-from tests.test_voice_session import eventually
 
 BOOKING_SENTENCE = "Your booking is confirmed for Saturday at 6 pm."
 
@@ -188,7 +187,7 @@ async def test_deepgram_tts_streams_raw_mulaw_after_the_first_byte_delay(fake_de
 
 
 async def test_deepgram_tts_reuses_its_sockets_across_sentences(fake_deepgram: FakeDeepgram) -> None:
-    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url, spare=0)
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
     sentences = ["Hello there.", "Party of twelve?", "Saturday at six works."]
     lengths = [len(b"".join([c async for c in tts.synthesize(s)])) for s in sentences]
     assert [n / 8000 for n in lengths] == pytest.approx([len(s) / 12 for s in sentences], rel=0.15)
@@ -199,7 +198,7 @@ async def test_deepgram_tts_reuses_its_sockets_across_sentences(fake_deepgram: F
 async def test_deepgram_tts_closes_an_abandoned_socket_so_its_audio_never_leaks(
     fake_deepgram: FakeDeepgram,
 ) -> None:
-    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url, spare=0)
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
     chunks = tts.synthesize(BOOKING_SENTENCE * 4)
     await anext(chunks)  # the caller barged in after the first chunk
     await chunks.aclose()
@@ -210,7 +209,7 @@ async def test_deepgram_tts_closes_an_abandoned_socket_so_its_audio_never_leaks(
 
 
 async def test_deepgram_tts_keeps_each_socket_within_its_flush_allowance(fake_deepgram: FakeDeepgram) -> None:
-    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url, spare=0)
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
     for n in range(25):
         async for _ in tts.synthesize(f"Sentence {n}."):
             pass
@@ -219,7 +218,7 @@ async def test_deepgram_tts_keeps_each_socket_within_its_flush_allowance(fake_de
 
 
 async def test_deepgram_tts_replaces_a_pooled_socket_the_server_closed(fake_deepgram: FakeDeepgram) -> None:
-    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url, spare=0)
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
     async for _ in tts.synthesize("Hello."):
         pass
     assert fake_deepgram.drop_speak_sockets() == 1
@@ -230,31 +229,8 @@ async def test_deepgram_tts_replaces_a_pooled_socket_the_server_closed(fake_deep
     await tts.aclose()
 
 
-async def test_deepgram_tts_keeps_spare_sockets_warm_so_sentences_do_not_wait_for_a_handshake(
-    fake_deepgram: FakeDeepgram,
-) -> None:
-    await eventually(lambda: fake_deepgram.speak_sockets_open == 0)  # earlier tests' sockets are gone
-    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url, spare=2)
-    async for _ in tts.synthesize("Hello."):
-        pass
-    await eventually(lambda: fake_deepgram.speak_sockets_open == 3)  # its own, and two spares
-
-    async def say(text: str) -> int:
-        return len(b"".join([c async for c in tts.synthesize(text)]))
-
-    lengths = await asyncio.gather(say("Party of twelve?"), say("Saturday at six."), say("See you then."))
-    assert all(n > 0 for n in lengths)
-    # All three went out on the sockets that were already open (numbered in opening order)...
-    first = min(fake_deepgram.speak_sockets_flushed)
-    assert fake_deepgram.speak_sockets_flushed == {first: 2, first + 1: 1, first + 2: 1}
-    # ...and the pool opened new spares behind them, which closing the TTS closes too.
-    await eventually(lambda: fake_deepgram.speak_sockets_open > 3)
-    await tts.aclose()
-    await eventually(lambda: fake_deepgram.speak_sockets_open == 0)
-
-
 async def test_deepgram_tts_does_not_reuse_a_socket_idle_too_long(fake_deepgram: FakeDeepgram) -> None:
-    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url, max_idle=0.05, spare=0)
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url, max_idle=0.05)
     async for _ in tts.synthesize("Hello."):
         pass
     await asyncio.sleep(0.1)

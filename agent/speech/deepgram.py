@@ -351,12 +351,6 @@ class DeepgramTTS:
     next sentence. Sockets idle longer than `max_idle` seconds, or that used their 20
     flushes a minute, are not reused; a pooled socket that turns out to be closed is
     replaced once, before any audio.
-
-    Opening a socket (TCP, WebSocket handshake, the server's `Metadata`) is what a
-    sentence waited on when the pool ran dry: under load, 30-70 ms before the Speak was
-    even sent. So whenever a sentence takes a socket, the pool tops itself up in the
-    background to `spare` usable idle sockets, and the next sentence finds one warm.
-    Spares are opened only on demand, so a quiet server lets them expire (`max_idle`).
     """
 
     name = "deepgram"
@@ -369,22 +363,18 @@ class DeepgramTTS:
         model: str = "aura-2-thalia-en",
         max_idle: float = 8.0,
         max_pooled: int = 64,
-        spare: int = 4,
     ) -> None:
         self._client = deepgram_client(api_key, base_url)
         self.model = model
         self.max_idle = max_idle
         self.max_pooled = max_pooled
-        self.spare = spare
         self._idle: deque[_SpeakSocket] = deque()
-        self._opening: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()
 
     async def synthesize(self, text: str) -> AsyncGenerator[bytes]:
         if not text.strip():
             return
         socket = self._take()
-        self._top_up()
         reused = socket is not None
         if socket is None:
             socket = await self._open()
@@ -416,9 +406,6 @@ class DeepgramTTS:
     async def aclose(self) -> None:
         """Close every pooled socket (of this event loop)."""
         loop = asyncio.get_running_loop()
-        for task in list(self._opening):
-            task.cancel()
-        await asyncio.gather(*self._opening, return_exceptions=True)
         while self._idle:
             socket = self._idle.popleft()
             if socket.loop is loop:
@@ -456,26 +443,6 @@ class DeepgramTTS:
                 spent.append(socket)
         self._idle.extend(spent)
         return found
-
-    def _top_up(self) -> None:
-        """Open sockets in the background until `spare` usable ones are idle or opening."""
-        now, loop = time.monotonic(), asyncio.get_running_loop()
-        usable = sum(1 for s in self._idle if s.loop is loop and s.can_flush(now))
-        for _ in range(self.spare - usable - len(self._opening)):
-            task = asyncio.create_task(self._open_spare())
-            self._opening.add(task)
-            task.add_done_callback(self._opening.discard)
-
-    async def _open_spare(self) -> None:
-        try:
-            socket = await self._open()
-        except Exception as error:  # the next sentence opens its own, through the retries
-            log.warning("deepgram tts: a spare socket failed to open (%s)", type(error).__name__)
-            return
-        if len(self._idle) < self.max_pooled:
-            self._idle.append(socket)
-        else:
-            self._retire(socket)
 
     async def _open(self) -> _SpeakSocket:
         stack = contextlib.AsyncExitStack()

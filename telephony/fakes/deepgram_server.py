@@ -29,8 +29,7 @@ else 8 kHz mu-law); requests go to `prerecorded_requests`.
 take to say (`chars_per_second`), after `tts_first_byte_delay`, in chunks; raw for
 `container=none`, else with a WAV header. The `/v1/speak` WebSocket answers `Speak` /
 `Flush` / `Clear` / `Close` the same way (each flush is recorded in `speak_requests`,
-method "WS", and counted per socket, numbered in the order they opened, in
-`speak_sockets_flushed`; `speak_sockets_open` says how many are connected).
+method "WS", and counted per socket in `speak_sockets_flushed`).
 
 Traffic is recorded: `listen_connections` (query, headers, audio bytes and message
 sizes, control messages, messages sent, close code) and `speak_requests`.
@@ -186,12 +185,6 @@ class FakeDeepgram(ServedFake):
     def pending_transcripts(self) -> int:
         with self._lock:
             return len(self._script)
-
-    @property
-    def speak_sockets_open(self) -> int:
-        """How many `/v1/speak` sockets are connected now."""
-        with self._lock:
-            return len(self._speak_live)
 
     def drop_speak_sockets(self) -> int:
         """Close every open `/v1/speak` socket from the server side (1011); returns how many."""
