@@ -34,9 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.api import percentile
-from benchmarks.voice import LLM_FIRST_TOKEN_S, ROOT, STT_FINAL_S, TTS_FIRST_BYTE_S
-
-HOPS = ("stt final", "model first sentence", "tts first byte")
+from benchmarks.voice import HOPS, ROOT, hop_lateness
 
 
 @dataclass
@@ -47,24 +45,6 @@ class Side:
     turns: Path
     directory: Path = ROOT
     run_p99: list[str] = field(default_factory=list)
-
-
-def hop_lateness(marks: dict[str, float]) -> dict[str, float]:
-    """How much later than the fakes' configured latencies each hop of one turn was (ms)."""
-    late: dict[str, float] = {}
-    final = marks.get("final_transcript")
-    if final is not None:
-        late["stt final"] = final - STT_FINAL_S * 1000
-    preempted, ahead = marks.get("preempted"), marks.get("speech_ahead")
-    if preempted is not None and ahead is not None:
-        late["model first sentence"] = ahead - (preempted + LLM_FIRST_TOKEN_S * 1000)
-    elif preempted is None and final is not None and "first_sentence" in marks:
-        late["model first sentence"] = marks["first_sentence"] - (final + LLM_FIRST_TOKEN_S * 1000)
-    sentence = marks.get("first_sentence")
-    if sentence is not None and "first_tts_byte" in marks:
-        asked = sentence if ahead is None else ahead
-        late["tts first byte"] = marks["first_tts_byte"] - max(sentence, asked + TTS_FIRST_BYTE_S * 1000)
-    return late
 
 
 def summary(turns: list[dict[str, Any]]) -> dict[str, str]:

@@ -25,6 +25,10 @@ Figures:
   runs alongside the STT endpointing: max(300, preempted + 350) + 150 ms; and when the
   draft's first sentence was also synthesised ahead (a `speech_ahead` mark), the TTS
   does too: max(300, preempted + 350 + 150) ms;
+- where the own latency went, per hop, as ms later than the fakes are set to: the STT
+  final after speech end, the model's first sentence after its request (timed where the
+  request's start is known: a draft whose first sentence was synthesised ahead, or a turn
+  without a draft) and the TTS first byte after the sentence;
 - server CPU per concurrent call: /proc CPU seconds of the server process (and,
   separately, the embedded PostgreSQL) over the run / sum of call seconds, % of a core;
 - outbound pacing jitter: |inter-arrival - 20 ms| of our media frames at the simulated
@@ -224,6 +228,27 @@ def provider_path_ms(preempted_ms: float | None, *, ahead: bool = False) -> floa
     if ahead:
         return max(stt, preempted_ms + llm + tts)
     return max(stt, preempted_ms + llm) + tts
+
+
+HOPS = ("stt final", "model first sentence", "tts first byte")
+
+
+def hop_lateness(marks: dict[str, float]) -> dict[str, float]:
+    """How much later than the fakes' configured latencies each hop of one turn was (ms)."""
+    late: dict[str, float] = {}
+    final = marks.get("final_transcript")
+    if final is not None:
+        late["stt final"] = final - STT_FINAL_S * 1000
+    preempted, ahead = marks.get("preempted"), marks.get("speech_ahead")
+    if preempted is not None and ahead is not None:
+        late["model first sentence"] = ahead - (preempted + LLM_FIRST_TOKEN_S * 1000)
+    elif preempted is None and final is not None and "first_sentence" in marks:
+        late["model first sentence"] = marks["first_sentence"] - (final + LLM_FIRST_TOKEN_S * 1000)
+    sentence = marks.get("first_sentence")
+    if sentence is not None and "first_tts_byte" in marks:
+        asked = sentence if ahead is None else ahead
+        late["tts first byte"] = marks["first_tts_byte"] - max(sentence, asked + TTS_FIRST_BYTE_S * 1000)
+    return late
 
 
 async def loop_lag(samples: list[float], stop: asyncio.Event) -> None:
@@ -428,6 +453,7 @@ async def run_size(
     own: list[float] = []
     drafted = spoke_ahead = 0
     stage_ms: dict[str, list[float]] = {}
+    late_ms: dict[str, list[float]] = {}
     for result, call_marks in zip(results, marks, strict=True):
         for latency, number, ended in zip(
             result.latencies, result.timed_turns, result.speech_ends, strict=True
@@ -447,6 +473,8 @@ async def run_size(
                 turns_out.write(json.dumps(record | {"marks": turn}) + "\n")
             for stage, value in turn.items():
                 stage_ms.setdefault(stage, []).append(value)
+            for hop, ms in hop_lateness(turn).items():
+                late_ms.setdefault(hop, []).append(ms)
     latencies = [lat * 1000 for r in results for lat in r.latencies]
     jitter = [j for r in results for j in r.jitter_ms]
     errors = [r.error for r in results if r.error]
@@ -537,6 +565,15 @@ async def run_size(
             f"server marks per timed turn, p{q} ms after speech end: "
             + ", ".join(
                 f"{stage} {percentile(stage_ms[stage], q):.0f}" for stage in MARK_ORDER if stage in stage_ms
+            )
+        )
+    if late_ms:
+        print(
+            "own latency by hop, ms later than the fakes are set to, p50 / p99: "
+            + ", ".join(
+                f"{hop} {percentile(late_ms[hop], 50):.1f} / {percentile(late_ms[hop], 99):.1f}"
+                for hop in HOPS
+                if hop in late_ms
             )
         )
     if stages:
