@@ -26,3 +26,10 @@ def free_when_cancelled(task: asyncio.Task[Any]) -> None:
         task.result()
     except asyncio.CancelledError as cancelled:
         traceback.clear_frames(cancelled.__traceback__)
+
+
+async def aclose_if_closable(resource: object) -> None:
+    """`await resource.aclose()` for the parts that hold connections (LLM brains, scorers)."""
+    aclose = getattr(resource, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -27,6 +27,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import keywords, sentiment
+from agent.aio import aclose_if_closable
 from agent.brain import Brain, BrainRequest, Channel, ChatTurn, ModelUsage, Role, TextDelta
 from agent.cost import Charge, PriceTable
 from agent.keywords import Keyword
@@ -282,9 +283,11 @@ class ConversationEngine:
             await asyncio.wait(list(self._tasks))
 
     async def close(self) -> None:
-        """Let in-flight turns finish (they hold customer replies), then stop."""
+        """Let in-flight turns finish (they hold customer replies), then close the model clients."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.turn_timeout)
+        await aclose_if_closable(self.brain)
+        await aclose_if_closable(self.scorer)
 
     async def _next_pending(self, conversation_id: uuid.UUID) -> tuple[Conversation, Message] | None:
         async with self.app.sessions() as session:

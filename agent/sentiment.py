@@ -92,6 +92,9 @@ class LLMScorer:
         self.timeout = timeout
         self.fallback = VaderScorer()
 
+    async def aclose(self) -> None:
+        await self.client.close()
+
     async def score(self, text: str) -> Scored:
         if not text.strip():
             return Scored(0.0, self.name)

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from agent import prompts, tokens
 from agent.brain import Brain, BrainEvent, BrainRequest, Channel, ChatTurn, ModelUsage, Role, TextDelta
 from agent.brains.fallback import FallbackBrain, build_brain
-from agent.brains.llm import BrainError, LLMBrain
+from agent.brains.llm import BrainError, LLMBrain, build_client
 from agent.tools.base import Tool, ToolBox, ToolContext, ToolResult
 from booking_tools.locations.models import Location
 from booking_tools.seed import seed_locations
@@ -48,7 +48,10 @@ def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
 
 @pytest.fixture
 async def client(fake: FakeOpenAI) -> AsyncIterator[AsyncOpenAI]:
-    sdk = AsyncOpenAI(base_url=fake.base_url, api_key=DEFAULT_API_KEY, max_retries=0)
+    """The client the product builds (the SDK over its aiohttp transport), at the fake."""
+    sdk = build_client(
+        Settings(_env_file=None, openai_base_url=fake.base_url, openai_api_key=DEFAULT_API_KEY)
+    )
     yield sdk
     await sdk.close()
 
@@ -489,6 +492,21 @@ async def test_notes_reach_the_next_llm_in_its_context_message(
     assert "do not repeat" in context
     assert "create_booking" in context
     assert "HB0001" in context
+
+
+async def test_closing_the_composed_brain_closes_its_model_client(fake: FakeOpenAI, toolbox: ToolBox) -> None:
+    fake.script(Reply(text="We're open from noon."))
+    settings = Settings(_env_file=None, openai_base_url=fake.base_url, openai_api_key=DEFAULT_API_KEY)
+    brain = build_brain(settings, CannedBrain("offline"))
+    assert isinstance(brain, FallbackBrain)
+
+    text, _ = await collect(brain, request("Open?"), toolbox)
+    await brain.aclose()
+
+    assert text == "We're open from noon."  # answered by the model, over the product's client
+    clients = {b.client for b in brain.brains if isinstance(b, LLMBrain)}
+    assert clients
+    assert all(c.is_closed() for c in clients)
 
 
 def test_build_brain_is_deterministic_without_an_api_key() -> None:

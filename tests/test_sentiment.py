@@ -82,6 +82,7 @@ async def test_a_failing_or_slow_model_falls_back_to_vader(
     assert time.perf_counter() - started < 1.5
     assert scored.scorer == "vader"
     assert scored.value == pytest.approx(score("this is terrible, I am furious"))
+    await scorer.aclose()
 
 
 async def test_engine_stores_the_models_score_and_charges_its_tokens(
@@ -102,3 +103,4 @@ async def test_engine_stores_the_models_score_and_charges_its_tokens(
     assert message.sentiment == pytest.approx(-0.8)  # VADER would have said 0 for "meh"
     assert line.item.startswith("gpt-4.1-nano")
     assert (line.prompt_tokens, line.completion_tokens) == (50, 2)
+    await engine.close()

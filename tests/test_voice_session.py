@@ -241,10 +241,12 @@ async def voice(
 ) -> AsyncIterator[Voice]:
     saved = {key: app_ctx.extras.get(key) for key in ("engine", "stt", "tts", "voice_config")}
     now = in_staff_hours()
+    engines: list[ConversationEngine] = []
 
     def install_brain(brain: Brain) -> ConversationEngine:
         engine = ConversationEngine(app_ctx, brain=brain, tools=ALL_TOOLS, clock=lambda: now)
         app_ctx.extras["engine"] = engine
+        engines.append(engine)
         return engine
 
     def configure(**changes: Any) -> None:
@@ -269,6 +271,8 @@ async def voice(
                 await sim.hang_up()
         server.should_exit = True
         await serving
+        for engine in engines:
+            await engine.close()  # an LLM brain's HTTP client with it
         for key, value in saved.items():
             if value is None:
                 app_ctx.extras.pop(key, None)

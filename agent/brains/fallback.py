@@ -14,6 +14,7 @@ import openai
 from prometheus_client import Counter
 
 from agent import prompts
+from agent.aio import aclose_if_closable
 from agent.brain import Brain, BrainEvent, BrainRequest, TextDelta
 from agent.brains.llm import BrainTimeout, LLMBrain, build_client
 from agent.tools.base import ToolBox, ToolResult
@@ -60,6 +61,11 @@ class FallbackBrain:
             raise ValueError("FallbackBrain needs at least one brain")
         self.brains = list(brains)
         self.name = name
+
+    async def aclose(self) -> None:
+        """Close the brains that hold a connection pool (the LLM brains' HTTP clients)."""
+        for brain in self.brains:
+            await aclose_if_closable(brain)
 
     async def respond(self, request: BrainRequest, tools: ToolBox) -> AsyncIterator[BrainEvent]:
         box = tools
