@@ -6,7 +6,8 @@ followed by runs of B therefore compare two moments as much as two versions. Thi
 the voice benchmark for A and B alternately (A B, B A, A B, ...), pools each side's turns
 (`--turns`), and prints both sides next to each other:
 
-- own added latency p50 / p90 / p99 and end to end p50 / p99, pooled, and each run's own p99;
+- own added latency p50 / p90 / p99 and end to end p50 / p99, pooled, and each run's own
+  p99 and server CPU seconds;
 - where the time went, per hop, as ms later than the provider latency the fakes are set to:
   the STT final after speech end (300 ms), the model's first sentence after the request
   (350 ms; turns whose first sentence was synthesised ahead, where it is timed on its own)
@@ -45,6 +46,7 @@ class Side:
     turns: Path
     directory: Path = ROOT
     run_p99: list[str] = field(default_factory=list)
+    run_cpu: list[str] = field(default_factory=list)  # server CPU seconds per run
 
 
 def summary(turns: list[dict[str, Any]]) -> dict[str, str]:
@@ -86,8 +88,11 @@ def run_once(side: Side, calls: int) -> None:
         print(done.stdout[-2000:], done.stderr[-2000:], sep="\n", file=sys.stderr)
         raise SystemExit(f"{side.name}: the benchmark failed (exit {done.returncode})")
     p99 = own[-1].split("p99")[1].split("ms")[0].strip()
+    cpu = [line for line in done.stdout.splitlines() if line.startswith("server CPU per concurrent call")]
+    seconds = cpu[-1].split(", server ")[1].split(" s CPU")[0] if cpu else "?"
     side.run_p99.append(p99)
-    print(f"  {side.name}: own p99 {p99} ms", flush=True)
+    side.run_cpu.append(seconds)
+    print(f"  {side.name}: own p99 {p99} ms, server CPU {seconds} s", flush=True)
 
 
 def main() -> None:
@@ -129,7 +134,9 @@ def main() -> None:
     print(f"{'':{width}}  {sides[0].name:>28}  {sides[1].name:>28}")
     for key in results[0]:
         print(f"{key:{width}}  {results[0][key]:>28}  {results[1][key]:>28}")
-    print(f"{'runs own p99':{width}}  {', '.join(sides[0].run_p99):>28}  {', '.join(sides[1].run_p99):>28}")
+    for label, attribute in (("runs own p99", "run_p99"), ("runs server CPU s", "run_cpu")):
+        a, b = (", ".join(getattr(side, attribute)) for side in sides)
+        print(f"{label:{width}}  {a:>28}  {b:>28}")
 
 
 if __name__ == "__main__":
