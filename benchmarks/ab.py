@@ -6,7 +6,7 @@ followed by runs of B therefore compare two moments as much as two versions. Thi
 the voice benchmark for A and B alternately (A B, B A, A B, ...), pools each side's turns
 (`--turns`), and prints both sides next to each other:
 
-- own added latency p50 / p90 / p99 and end to end p50 / p99, pooled, and each run's own
+- own added latency and end to end, p50 / p90 / p99, pooled, and each run's own
   p99 and server CPU seconds;
 - where the time went, per hop, as ms later than the provider latency the fakes are set to:
   the STT final after speech end (300 ms), the model's first sentence after the request
@@ -41,7 +41,6 @@ from benchmarks.voice import HOPS, ROOT, hop_lateness
 @dataclass
 class Side:
     name: str
-    ref: str | None
     args: list[str]
     turns: Path
     directory: Path = ROOT
@@ -113,7 +112,6 @@ def main() -> None:
         for name, ref, extra in (("A", args.a, args.a_args), ("B", args.b, args.b_args)):
             side = Side(
                 f"{name} ({ref or 'this checkout'}{' ' + extra if extra else ''})",
-                ref,
                 shlex.split(extra),
                 scratch / f"{name}.jsonl",
             )
