@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agent.aio import aclose_if_closable
 from booking_tools.admin.models import Role
 from hibachi.db import create_engine, create_sessionmaker
 from hibachi.settings import Settings
@@ -80,9 +81,7 @@ class AppContext:
     principals: PrincipalCache = field(default_factory=PrincipalCache)
 
     async def close(self) -> None:
-        aclose = getattr(self.extras.get("embedder"), "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose_if_closable(self.extras.get("embedder"))
         await self.queue.aclose()
         await self.redis.aclose()
         await self.engine.dispose()
