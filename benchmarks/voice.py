@@ -60,10 +60,14 @@ machine.
 
 `--pin` puts the server on CPU 0 and the load generator and fakes on the other CPU(s), so
 the two sides stop taking each other's CPU time (other processes on the machine still can).
+`--nice N` runs the load generator and the fakes at niceness N (the server, its workers and
+its database keep theirs): the kernel then gives a core to the server first whenever both
+want one, as it would be if Twilio and the providers ran elsewhere. What the harness loses
+by it shows in its own loop lag and caller-frame lateness, printed per run.
 `--server-workers N` runs `hibachi serve --workers N` (server CPU then sums the workers).
 
     .venv/bin/python -m benchmarks.voice [--calls 10] [--sweep 10,25,50,100,200] [--ramp 5] [--pin]
-        [--server-workers 2] [--repeat 5] [--turns turns.jsonl]
+        [--server-workers 2] [--nice 10] [--repeat 5] [--turns turns.jsonl]
 """
 
 from __future__ import annotations
@@ -648,6 +652,15 @@ def _pin(processes: Processes) -> None:
     print(f"pinned: server on CPU {cpus[0]}, load generator and fakes on CPU(s) {sorted(rest)}")
 
 
+def _renice(processes: Processes, niceness: int) -> None:
+    """This load generator and the fakes at a lower CPU priority than the server (and its database)."""
+    for pid in [os.getpid(), *(proc.pid for proc in processes.fakes.values())]:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+    server = os.getpriority(os.PRIO_PROCESS, processes.server.pid)
+    print(f"reniced: load generator and fakes at nice {niceness}, the server at {server}")
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.stdin is not None:
         proc.stdin.close()
@@ -667,6 +680,7 @@ async def run(
     server_log: IO[bytes] | int,
     pin: bool,
     workers: int,
+    niceness: int = 0,
     repeat: int = 1,
     turns_out: IO[str] | None = None,
 ) -> None:
@@ -708,6 +722,8 @@ async def run(
                 await wait_ready(base, server)
                 if pin:
                     _pin(processes)
+                if niceness:
+                    _renice(processes, niceness)
                 print(
                     f"hibachi voice benchmark: {os.cpu_count()} CPUs, `hibachi serve --workers {workers}` + "
                     "embedded PostgreSQL/Redis; FakeDeepgram and FakeOpenAI each in their own process; the "
@@ -787,6 +803,12 @@ def main() -> None:
         "--pin", action="store_true", help="server on CPU 0, load generator and fakes on the others"
     )
     parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the load generator and fakes at this niceness (the server keeps its priority)",
+    )
+    parser.add_argument(
         "--server-workers", type=int, default=1, help="`hibachi serve --workers N` (uvicorn processes)"
     )
     parser.add_argument(
@@ -811,6 +833,7 @@ def main() -> None:
                 server_log=log,
                 pin=args.pin,
                 workers=args.server_workers,
+                niceness=args.nice,
                 repeat=args.repeat,
                 turns_out=turns_out,
             )
