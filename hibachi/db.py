@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, event, func
+from sqlalchemy import DateTime, MetaData, Table, event, func
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -49,6 +49,12 @@ class TimestampMixin:
 
 def new_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+def table_of(model: type[Base]) -> Table:
+    """A mapped class's Core table (for statements built once at import, without the ORM)."""
+    table: Table = model.__table__  # type: ignore[assignment]
+    return table
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

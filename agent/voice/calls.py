@@ -48,7 +48,7 @@ from agent.tools.base import Effect, Tool, ToolBox, ToolCallRecord, ToolContext,
 from agent.tools.common import redact_cards
 from booking_tools.customers.service import find_customer
 from booking_tools.locations.service import location_for_agent_phone
-from hibachi.db import new_id, unit_of_work
+from hibachi.db import new_id, table_of, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -276,21 +276,15 @@ class VoiceCalls:
 
     async def annotate(self, message_id: int, *, marks: dict[str, Any], heard: str | None = None) -> None:
         """Add latency marks to an agent message; with `heard`, cut it to what was played (barge-in)."""
-        merged = Message.marks.op("||")(bindparam(None, marks, type_=JSONB))
-        values: dict[str, Any] = {"marks": merged}
-        if heard is not None:  # what was generated is kept in the marks (the old `text`)
-            values = {
-                "marks": merged.op("||")(func.jsonb_build_object("generated", Message.text)),
-                "text": heard,
-                "truncated": True,
-            }
         async with unit_of_work(self.app.sessions) as session:
-            conversation_id = await session.scalar(
-                update(Message)
-                .where(Message.id == message_id)
-                .values(values)
-                .returning(Message.conversation_id)
-            )
+            conn = await session.connection()
+            if heard is None:
+                result = await conn.execute(_ANNOTATE, {"message": message_id, "new_marks": marks})
+            else:
+                result = await conn.execute(
+                    _ANNOTATE_HEARD, {"message": message_id, "new_marks": marks, "heard": heard}
+                )
+            conversation_id = result.scalar()
         if heard is not None and conversation_id is not None:
             self._forget(conversation_id)  # the history now holds what was heard (committed)
 
@@ -376,15 +370,55 @@ class VoiceCalls:
         return reply_id
 
 
+# The per-turn writes as Core statements built once at import: each turn pays neither for
+# building SQL expressions nor for the ORM's bulk-persistence path (measured on the embedded
+# PostgreSQL: ~0.7 against ~1.4 ms of CPU for a message and its conversation's touch).
+_messages = table_of(Message)
+_conversations = table_of(Conversation)
+_cost_lines = table_of(CostLine)
+
+_INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
+_TOUCH = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("conversation"))
+    .values(last_activity_at=bindparam("now"))
+)
+_TOUCH_BRAIN = _TOUCH.values(brain=bindparam("brain_name"))
+_INSERT_COSTS = insert(_cost_lines)
+_MERGED_MARKS = _messages.c.marks.op("||")(bindparam("new_marks", type_=JSONB))
+_ANNOTATE = (
+    update(_messages)
+    .where(_messages.c.id == bindparam("message"))
+    .values(marks=_MERGED_MARKS)
+    .returning(_messages.c.conversation_id)
+)
+# Barge-in: the text becomes what was heard; what was generated is kept in the marks.
+_ANNOTATE_HEARD = (
+    update(_messages)
+    .where(_messages.c.id == bindparam("message"))
+    .values(
+        marks=_MERGED_MARKS.op("||")(func.jsonb_build_object("generated", _messages.c.text)),
+        text=bindparam("heard"),
+        truncated=True,
+    )
+    .returning(_messages.c.conversation_id)
+)
+
+
 async def _add_message(session: AsyncSession, **values: Any) -> int:
     """Insert a message (one statement, no ORM unit of work: this is on every turn); its id."""
-    return (await session.execute(insert(Message).values(**values).returning(Message.id))).scalar_one()
+    conn = await session.connection()
+    return int((await conn.execute(_INSERT_MESSAGE, values)).scalar_one())
 
 
-async def _touch(session: AsyncSession, conversation_id: uuid.UUID, now: datetime, **values: Any) -> None:
-    await session.execute(
-        update(Conversation).where(Conversation.id == conversation_id).values(last_activity_at=now, **values)
-    )
+async def _touch(
+    session: AsyncSession, conversation_id: uuid.UUID, now: datetime, *, brain: str | None = None
+) -> None:
+    conn = await session.connection()
+    if brain is None:
+        await conn.execute(_TOUCH, {"conversation": conversation_id, "now": now})
+    else:
+        await conn.execute(_TOUCH_BRAIN, {"conversation": conversation_id, "now": now, "brain_name": brain})
 
 
 async def _add_costs(
@@ -393,7 +427,8 @@ async def _add_costs(
     """Cost lines in one multi-row INSERT (none: no statement)."""
     if charges:
         rows = [cost_row(conversation_id, message_id, charge) for charge in charges]
-        await session.execute(insert(CostLine), rows)
+        conn = await session.connection()
+        await conn.execute(_INSERT_COSTS, rows)
 
 
 def _transfer_target(tool_calls: list[ToolCallRecord]) -> str | None:

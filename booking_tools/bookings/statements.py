@@ -30,19 +30,14 @@ from booking_tools.customers.models import Customer
 from booking_tools.deposits.models import Deposit
 from booking_tools.locations.models import Location
 from booking_tools.messaging.models import OutboundMessage
+from hibachi.db import table_of
 
-
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-bookings = _table(Booking)
-customers = _table(Customer)
-locations = _table(Location)
-deposits = _table(Deposit)
-messages = _table(OutboundMessage)
-audit_log = _table(AuditEntry)
+bookings = table_of(Booking)
+customers = table_of(Customer)
+locations = table_of(Location)
+deposits = table_of(Deposit)
+messages = table_of(OutboundMessage)
+audit_log = table_of(AuditEntry)
 
 # The booking's columns as written at creation (created_at comes from the server).
 BOOKING_INSERT_COLUMNS = [c for c in bookings.c if c.name != "created_at"]
