@@ -16,6 +16,7 @@ from agent.speech.local import LocalSTT, LocalTTS
 from hibachi.settings import Settings
 from telephony.fakes.deepgram_server import DEFAULT_API_KEY, FakeDeepgram
 from tests.test_deepgram_fake import silence, tone
+from tests.test_voice_session import eventually
 
 BOOKING_SENTENCE = "Your booking is confirmed for Saturday at 6 pm."
 
@@ -206,6 +207,25 @@ async def test_deepgram_tts_closes_an_abandoned_socket_so_its_audio_never_leaks(
     assert len(audio) / 8000 == pytest.approx(len("Sure.") / 12, rel=0.2)  # only its own audio
     assert list(fake_deepgram.speak_sockets_flushed.values()) == [1, 1]  # a new socket for it
     await tts.aclose()
+
+
+async def test_deepgram_tts_opens_sockets_ahead_for_promised_sentences(fake_deepgram: FakeDeepgram) -> None:
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
+    tts.prepare()  # two model requests started: two sentences are coming
+    tts.prepare()
+    await eventually(lambda: fake_deepgram.speak_sockets_open() == 2)
+
+    async def say(sentence: str) -> bytes:
+        return b"".join([c async for c in tts.synthesize(sentence)])
+
+    audio = await asyncio.gather(say("Hello there."), say("Party of twelve?"))
+    assert [len(a) / 8000 for a in audio] == pytest.approx([12 / 12, 16 / 12], rel=0.2)
+    assert sorted(fake_deepgram.speak_sockets_flushed.values()) == [1, 1]  # on the sockets opened ahead
+    tts.prepare()  # a fresh idle socket is there for the next one: nothing more is opened
+    await asyncio.sleep(0.1)
+    assert fake_deepgram.speak_sockets_open() == 2
+    await tts.aclose()
+    await eventually(lambda: fake_deepgram.speak_sockets_open() == 0)
 
 
 async def test_deepgram_tts_keeps_each_socket_within_its_flush_allowance(fake_deepgram: FakeDeepgram) -> None:

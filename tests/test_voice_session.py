@@ -158,6 +158,9 @@ class ToneTTS:
         self.first_byte_delay = 0.0
         self.texts: list[str] = []
 
+    def prepare(self) -> None:
+        """Nothing to open."""
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         self.texts.append(text)
         if self.first_byte_delay:

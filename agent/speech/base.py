@@ -78,3 +78,8 @@ class TTS(Protocol):
     def synthesize(self, text: str) -> AsyncIterator[bytes]:
         """Raw 8 kHz mu-law audio for `text`, in chunks as soon as they exist (no header)."""
         ...
+
+    def prepare(self) -> None:
+        """A sentence will follow soon (a model request started): get ready for it, in the
+        background (e.g. open a connection). Never raises; doing nothing is allowed."""
+        ...

@@ -323,6 +323,7 @@ class DeepgramStream:
 
 
 FLUSHES_PER_MINUTE = 20  # Deepgram's allowance per `/v1/speak` socket (more earn a Warning)
+PROMISE_SECONDS = 2.0  # how long a `prepare` keeps a socket wanted if no sentence comes
 
 
 @dataclass(slots=True, eq=False)
@@ -351,6 +352,12 @@ class DeepgramTTS:
     next sentence. Sockets idle longer than `max_idle` seconds, or that used their 20
     flushes a minute, are not reused; a pooled socket that turns out to be closed is
     replaced once, before any audio.
+
+    Between a caller's turns the pool's sockets often go stale (a turn takes longer than
+    `max_idle`), so `prepare` (called when a model request starts, ~350 ms before its
+    first sentence) opens a socket in the background when the fresh idle ones and those
+    being opened are fewer than the sentences promised in the last `PROMISE_SECONDS`. The
+    handshake then no longer sits between the first sentence and its audio.
     """
 
     name = "deepgram"
@@ -370,10 +377,36 @@ class DeepgramTTS:
         self.max_pooled = max_pooled
         self._idle: deque[_SpeakSocket] = deque()
         self._closing: set[asyncio.Task[None]] = set()
+        self._opening: set[asyncio.Task[None]] = set()
+        self._promises: deque[float] = deque()  # when each `prepare` not yet met was made
+
+    def prepare(self) -> None:
+        """A sentence is coming soon: make sure a fresh socket will be waiting for it."""
+        now, loop = time.monotonic(), asyncio.get_running_loop()
+        promises = self._promises
+        promises.append(now)
+        while now - promises[0] > PROMISE_SECONDS:
+            promises.popleft()
+        fresh = sum(1 for s in self._idle if s.loop is loop and now - s.idle_since <= self.max_idle)
+        opening = len(self._opening)
+        if fresh + opening < len(promises) and len(self._idle) + opening < self.max_pooled:
+            task = asyncio.create_task(self._open_spare(), name="deepgram:speak-prepare")
+            self._opening.add(task)
+            task.add_done_callback(self._opening.discard)
+
+    async def _open_spare(self) -> None:
+        try:
+            socket = await self._open()
+        except (OSError, TimeoutError, InvalidHandshake, ApiError) as error:
+            log.info("deepgram tts: a socket opened ahead failed (%s); sentences open their own", error)
+            return
+        self._idle.append(socket)
 
     async def synthesize(self, text: str) -> AsyncGenerator[bytes]:
         if not text.strip():
             return
+        if self._promises:
+            self._promises.popleft()
         socket = self._take()
         reused = socket is not None
         if socket is None:
@@ -406,6 +439,10 @@ class DeepgramTTS:
     async def aclose(self) -> None:
         """Close every pooled socket (of this event loop)."""
         loop = asyncio.get_running_loop()
+        opening = [task for task in self._opening if task.get_loop() is loop]
+        for task in opening:
+            task.cancel()
+        await asyncio.gather(*opening, return_exceptions=True)
         while self._idle:
             socket = self._idle.popleft()
             if socket.loop is loop:

@@ -59,6 +59,9 @@ class InstrumentedTTS:
         self.first_byte_timeout = first_byte_timeout
         self.attempts = attempts
 
+    def prepare(self) -> None:
+        self.inner.prepare()
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         catch: Errors = (TimeoutError, *self.retry_on)
         for attempt in range(1, self.attempts + 1):

@@ -278,6 +278,9 @@ class LocalTTS:
     async def warm_up(self) -> None:
         await self.engine.warm_up()
 
+    def prepare(self) -> None:
+        """Nothing to open: the voice is loaded once, by the first sentence."""
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         if not text.strip():
             return

@@ -530,6 +530,7 @@ class VoiceSession:
         self.drafts_started += 1
         PREEMPTIONS.labels("started").inc()
         draft = self.calls.draft(self.call, self._candidate_text)
+        self.tts.prepare()  # its first sentence is ~a model's first token away
         ahead = SpeechAhead(self.tts, self.clock)
         draft.preview = ahead.feed
         self._preemption = Preemption(draft, self._candidate, self.clock(), ahead)
@@ -630,6 +631,8 @@ class VoiceSession:
         draft = preemption.draft if preemption is not None else None
         reply = self._utterance("reply", timing)
         reply.ahead = preemption.ahead if preemption is not None else None
+        if reply.ahead is None:
+            self.tts.prepare()
         filler = self._spawn(self._filler(timing), "filler")
 
         def on_text(delta: str) -> None:

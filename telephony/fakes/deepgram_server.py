@@ -186,6 +186,11 @@ class FakeDeepgram(ServedFake):
         with self._lock:
             return len(self._script)
 
+    def speak_sockets_open(self) -> int:
+        """How many `/v1/speak` sockets are open now."""
+        with self._lock:
+            return len(self._speak_live)
+
     def drop_speak_sockets(self) -> int:
         """Close every open `/v1/speak` socket from the server side (1011); returns how many."""
         with self._lock:
