@@ -110,9 +110,10 @@ class VoiceConfig:
     stt_frames_while_speaking: int = 3
     # Pre-emptive generation (see `agent.voice.calls.TurnDraft`): start the brain once the
     # caller's words have not changed for `preempt_after` s, before the final transcript.
-    # Deepgram's interims come hundreds of ms apart, so a shorter wait rarely starts more
-    # drafts; it starts them sooner (100 ms against 180: the same 500 drafts per 100 calls,
-    # end-to-end p90 323 against 394 ms, benchmarks/RESULTS.md 2026-12-07 fourth session).
+    # Interims come hundreds of ms apart (the local Deepgram server: one per 500 ms of
+    # speech), so a shorter wait rarely starts more drafts; it starts them sooner (100 ms
+    # against 180: the same 500 drafts per 100 calls, end-to-end p90 323 against 394 ms,
+    # benchmarks/RESULTS.md 2026-12-07 fourth session).
     preempt: bool = True
     preempt_after: float = 0.1
     preempt_max_per_turn: int = 3  # drafts per caller turn (each may spend model tokens)
