@@ -42,6 +42,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from telephony.fakes.server import RecordedRequest, ServedFake
 
@@ -104,7 +105,12 @@ class Fail:
 
 @dataclass(slots=True, frozen=True)
 class Stall:
-    """Wait `seconds` before answering (before the response headers), then answer `then`."""
+    """Answer `then` `seconds` after the request arrived (before the response headers).
+
+    Like a provider's latency, the time is counted from the request's arrival, so the
+    fake's own work on the request (parsing, building the answer) happens within it and
+    does not add to it.
+    """
 
     seconds: float
     then: Reply | Fail | None = None
@@ -236,27 +242,33 @@ class FakeOpenAI(ServedFake):
             )
 
     async def _chat_completions(self, request: Request) -> Response:
+        arrived = time.monotonic()
         record = await self._record(request)
         try:
             body = self._accept(request, record)
             _validate_chat(body)
             item = self._next_chat(body)
+            stall = 0.0
             while isinstance(item, Stall):
-                await _pause(request, item.seconds)
+                stall += item.seconds
                 item = item.then or self.default_reply
             if isinstance(item, Fail):
+                await _pause_until(request, arrived + stall)
                 response: Response = OpenAIApiError(
                     item.status, item.message, type_=item.type, code=item.code
                 ).response(should_retry=item.should_retry)
-            elif body.get("stream"):
-                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                response = StreamingResponse(
-                    _stream(item, body, include_usage=include_usage),
-                    media_type="text/event-stream",
-                    headers={"cache-control": "no-cache", "x-request-id": _rid("req_")},
-                )
             else:
-                response = JSONResponse(_completion(item, body), headers={"x-request-id": _rid("req_")})
+                answer = _answer(item, body)  # built within the stall, not after it
+                await _pause_until(request, arrived + stall)
+                if body.get("stream"):
+                    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                    response = _EventStream(
+                        _stream(item, answer, include_usage=include_usage),
+                        media_type="text/event-stream",
+                        headers={"cache-control": "no-cache", "x-request-id": _rid("req_")},
+                    )
+                else:
+                    response = JSONResponse(_completion(answer), headers={"x-request-id": _rid("req_")})
         except OpenAIApiError as error:
             response = error.response()
         record.status = response.status_code
@@ -289,6 +301,26 @@ class FakeOpenAI(ServedFake):
             response = error.response()
         record.status = response.status_code
         return response
+
+
+class _EventStream(StreamingResponse):
+    """A streamed answer sent straight out, as starlette does for ASGI 2.4 servers.
+
+    Under uvicorn's ASGI 2.3 starlette would run it in a task group beside a disconnect
+    watcher, a task and a cancel scope per response, each adding to the first chunk's
+    time; uvicorn drops what is sent after a disconnect anyway.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with contextlib.suppress(OSError):
+            await self.stream_response(send)
+
+
+async def _pause_until(request: Request, deadline: float) -> None:
+    """`_pause` until `deadline` (`time.monotonic()`), if it is still ahead."""
+    seconds = deadline - time.monotonic()
+    if seconds > 0:
+        await _pause(request, seconds)
 
 
 async def _pause(request: Request, seconds: float) -> None:
@@ -487,8 +519,7 @@ def _answer(reply: Reply, body: dict[str, Any]) -> _Answer:
     )
 
 
-def _completion(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
-    answer = _answer(reply, body)
+def _completion(answer: _Answer) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
     if answer.calls:
         message["tool_calls"] = [
@@ -544,8 +575,7 @@ def _deltas(answer: _Answer, chunk_chars: int) -> list[tuple[dict[str, Any], str
     return deltas
 
 
-async def _stream(reply: Reply, body: dict[str, Any], *, include_usage: bool) -> AsyncIterator[bytes]:
-    answer = _answer(reply, body)
+async def _stream(reply: Reply, answer: _Answer, *, include_usage: bool) -> AsyncIterator[bytes]:
     for sent, (delta, finish) in enumerate(_deltas(answer, reply.chunk_chars)):
         if reply.cut_after is not None and sent >= reply.cut_after:
             return
