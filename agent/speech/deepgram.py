@@ -336,6 +336,10 @@ class _SpeakSocket:
     idle_since: float
     flushes: deque[float] = field(default_factory=lambda: deque(maxlen=FLUSHES_PER_MINUTE))
 
+    def fresh(self, now: float, max_idle: float) -> bool:
+        """Whether it has not idled longer than `max_idle` (so the server has not closed it)."""
+        return now - self.idle_since <= max_idle
+
     def can_flush(self, now: float) -> bool:
         """Whether a flush now stays within the socket's allowance for the last minute."""
         return len(self.flushes) < FLUSHES_PER_MINUTE or now - self.flushes[0] > 60.0
@@ -387,7 +391,7 @@ class DeepgramTTS:
         promises.append(now)
         while now - promises[0] > PROMISE_SECONDS:
             promises.popleft()
-        fresh = sum(1 for s in self._idle if s.loop is loop and now - s.idle_since <= self.max_idle)
+        fresh = sum(1 for s in self._idle if s.loop is loop and s.fresh(now, self.max_idle))
         opening = len(self._opening)
         if fresh + opening < len(promises) and len(self._idle) + opening < self.max_pooled:
             task = asyncio.create_task(self._open_spare(), name="deepgram:speak-prepare")
@@ -472,7 +476,7 @@ class DeepgramTTS:
             socket = self._idle.popleft()
             if socket.loop is not loop:
                 continue  # its loop is gone (a test's, or a restarted worker's): drop it
-            if now - socket.idle_since > self.max_idle:
+            if not socket.fresh(now, self.max_idle):
                 self._retire(socket)
             elif socket.can_flush(now):
                 found = socket

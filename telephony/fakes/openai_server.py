@@ -282,15 +282,18 @@ class FakeOpenAI(ServedFake):
         return responder(body) if responder is not None else self.default_reply
 
     async def _embeddings(self, request: Request) -> Response:
+        arrived = time.monotonic()
         record = await self._record(request)
         try:
             body = self._accept(request, record)
             with self._lock:
                 item = self._embedding_script.popleft() if self._embedding_script else None
+            stall = 0.0
             while isinstance(item, Stall):
-                await _pause(request, item.seconds)
+                stall += item.seconds
                 then = item.then
                 item = then if isinstance(then, Fail) else None
+            await _pause_until(request, arrived + stall)
             if isinstance(item, Fail):
                 response: Response = OpenAIApiError(
                     item.status, item.message, type_=item.type, code=item.code
@@ -317,14 +320,11 @@ class _EventStream(StreamingResponse):
 
 
 async def _pause_until(request: Request, deadline: float) -> None:
-    """`_pause` until `deadline` (`time.monotonic()`), if it is still ahead."""
+    """Sleep until `deadline` (`time.monotonic()`), or less if the client hangs up first
+    (as a client timeout does)."""
     seconds = deadline - time.monotonic()
-    if seconds > 0:
-        await _pause(request, seconds)
-
-
-async def _pause(request: Request, seconds: float) -> None:
-    """Sleep `seconds`, or less if the client hangs up first (as a client timeout does)."""
+    if seconds <= 0:
+        return
 
     async def hang_up() -> None:
         while (await request.receive())["type"] != "http.disconnect":
