@@ -7,9 +7,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from deepgram.core.api_error import ApiError
 
 from agent.speech.base import SpeechStarted, STTEvent, STTStream, Transcript, UtteranceEnd
-from agent.speech.deepgram import DeepgramStream, DeepgramSTT, DeepgramTTS
+from agent.speech.deepgram import DeepgramStream, DeepgramSTT, DeepgramTTS, SpeechProviderError
 from agent.speech.factory import build_stt, build_tts
 from agent.speech.instrumented import InstrumentedTTS
 from agent.speech.local import LocalSTT, LocalTTS
@@ -104,6 +105,21 @@ async def test_deepgram_stt_maps_sdk_messages_to_events(fake_deepgram: FakeDeepg
     assert record.param("endpointing") == "300"
     assert record.param("utterance_end_ms") == "1000"
     assert record.controls == ["CloseStream"]
+    assert "sec-websocket-extensions" not in record.headers  # audio frames are not deflated
+
+
+async def test_deepgram_refusing_the_key_fails_stt_and_tts_with_the_status(
+    fake_deepgram: FakeDeepgram,
+) -> None:
+    with pytest.raises(SpeechProviderError, match="401"):
+        await DeepgramSTT(api_key="not-the-key", base_url=fake_deepgram.base_url).open()
+    assert [c.close_code for c in fake_deepgram.listen_connections] == [401]  # refused for good: no retry
+    tts = DeepgramTTS(api_key="not-the-key", base_url=fake_deepgram.base_url)
+    with pytest.raises(ApiError) as refused:
+        async for _ in tts.synthesize("Hello."):
+            pass
+    assert refused.value.status_code == 401
+    await tts.aclose()
 
 
 async def test_deepgram_stt_reconnects_after_a_drop_without_losing_the_callers_words(
@@ -184,6 +200,7 @@ async def test_deepgram_tts_streams_raw_mulaw_after_the_first_byte_delay(fake_de
     assert request.method == "WS"  # a `/v1/speak` socket, not a REST request per sentence
     assert request.json == {"text": BOOKING_SENTENCE}
     assert (request.form["encoding"], request.form["sample_rate"]) == (["mulaw"], ["8000"])
+    assert "sec-websocket-extensions" not in request.headers  # nor is the audio that comes back
     await tts.aclose()
 
 

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
 from deepgram.speak.v1.types import SpeakV1Text
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.legacy.client import WebSocketClientProtocol
+from websockets.legacy.client import connect as websocket_connect
 
 from agent.speech.base import SAMPLE_RATE, SpeechStarted, STTCapabilities, STTEvent, Transcript, UtteranceEnd
 
@@ -46,8 +49,59 @@ def deepgram_environment(base_url: str) -> DeepgramClientEnvironment:
 
 def deepgram_client(api_key: str, base_url: str | None) -> AsyncDeepgramClient:
     if base_url:
-        return AsyncDeepgramClient(api_key=api_key, environment=deepgram_environment(base_url))
-    return AsyncDeepgramClient(api_key=api_key)
+        return AsyncDeepgramClient(
+            api_key=api_key, environment=deepgram_environment(base_url), transport_factory=_Socket
+        )
+    return AsyncDeepgramClient(api_key=api_key, transport_factory=_Socket)
+
+
+_socket: ContextVar[_Socket] = ContextVar("deepgram_socket")
+
+
+class _Socket:
+    """The SDK's WebSocket transport, opened without permessage-deflate.
+
+    The SDK's own transport offers per-message deflate; mu-law audio barely compresses,
+    and deflating every 20 ms frame (and inflating every TTS chunk) was a tenth of the
+    voice server's CPU. The SDK calls the factory synchronously, so the handshake runs
+    in a task from here; `opened()` waits for it inside the SDK's `connect()` block,
+    where a refused handshake still becomes the SDK's `ApiError`.
+    """
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self._ws: WebSocketClientProtocol | None = None
+        self._handshake = asyncio.ensure_future(
+            websocket_connect(url, extra_headers=headers, compression=None)
+        )
+        _socket.set(self)
+
+    async def _open(self) -> WebSocketClientProtocol:
+        if self._ws is None:
+            self._ws = await self._handshake
+        return self._ws
+
+    async def send(self, data: str | bytes) -> None:
+        await (self._ws or await self._open()).send(data)
+
+    async def recv(self) -> str | bytes:
+        return await (self._ws or await self._open()).recv()
+
+    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+        async for message in self._ws or await self._open():
+            yield message
+
+    async def close(self) -> None:
+        if self._ws is None:
+            await asyncio.wait([self._handshake])  # rather than leave a half-open socket behind
+            if self._handshake.cancelled() or self._handshake.exception() is not None:
+                return
+            self._ws = self._handshake.result()
+        await self._ws.close()
+
+
+async def opened() -> None:
+    """Wait until the socket the SDK's `connect()` just made (in this task) is open."""
+    await _socket.get()._open()
 
 
 class DeepgramSTT:
@@ -196,6 +250,7 @@ class DeepgramStream:
             while True:
                 try:
                     async with self._client.listen.v1.connect(**self._options) as conn:
+                        await opened()
                         await self._replay(conn)
                         if not self._first_connection.done():
                             self._first_connection.set_result(None)
@@ -491,8 +546,10 @@ class DeepgramTTS:
             conn = await stack.enter_async_context(
                 self._client.speak.v1.connect(model=self.model, encoding="mulaw", sample_rate=SAMPLE_RATE)
             )
-        except BaseException:
-            await stack.aclose()
+            await opened()
+        except BaseException as error:
+            # Out through the SDK's `connect()`, which turns a refused handshake into ApiError.
+            await stack.__aexit__(type(error), error, error.__traceback__)
             raise
         return _SpeakSocket(stack, conn, asyncio.get_running_loop(), time.monotonic())
 
