@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 
 from agent import prompts, tokens
 from agent.brain import BrainEvent, BrainRequest, ModelUsage, Role, TextDelta
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
+Chunk = dict[str, Any]  # one Chat Completions stream chunk, as sent (JSON)
 
 
 class BrainError(RuntimeError):
@@ -165,7 +166,7 @@ class LLMBrain:
         deadline = loop.time() + self.turn_timeout
         messages = self.messages(request)
         tool_defs = tools.openai_tools()
-        reserve = tokens.count_tools(tool_defs, self.model) + self.max_completion_tokens
+        reserve = tools.definition_tokens(self.model) + self.max_completion_tokens
         said_anything = False
         for round_no in range(self.max_tool_rounds + 1):
             allow_tools = bool(tool_defs) and round_no < self.max_tool_rounds
@@ -231,7 +232,9 @@ class LLMBrain:
                         cast_to=ChatCompletion,
                         options={"security": {"bearer_auth": True}},
                         stream=True,
-                        stream_cls=AsyncStream[ChatCompletionChunk],
+                        # Chunks as sent (dicts): building a ChatCompletionChunk model per chunk
+                        # was most of the stream's CPU, and we read four fields of it.
+                        stream_cls=AsyncStream[object],
                     )
                 iterator = aiter(stream)
                 while True:
@@ -243,6 +246,8 @@ class LLMBrain:
                         chunk = await anext(iterator, None)
                     if chunk is None:
                         break
+                    if not isinstance(chunk, dict):
+                        raise BrainError(f"{self.model}: a stream chunk that is not an object: {chunk!r:.80}")
                     usage = self._take(chunk, result) or usage
                     for piece in _content(chunk):
                         yield TextDelta(piece)
@@ -262,32 +267,39 @@ class LLMBrain:
                 await stream.close()
         yield usage if usage is not None else self._estimate(messages, tool_defs, result)
 
-    def _take(self, chunk: ChatCompletionChunk, result: _Round) -> ModelUsage | None:
+    def _take(self, chunk: Chunk, result: _Round) -> ModelUsage | None:
         """Fold one chunk into `result` (tool-call fragments keyed by index); its usage, if any."""
         result.chunks += 1
-        result.model = result.model or chunk.model
-        result.started = result.started or chunk.usage is not None
-        for choice in chunk.choices:
-            if choice.finish_reason or choice.delta.content or choice.delta.tool_calls:
+        result.model = result.model or chunk.get("model")
+        usage = chunk.get("usage")
+        result.started = result.started or usage is not None
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content, tool_calls, finish = (
+                delta.get("content"),
+                delta.get("tool_calls"),
+                choice.get("finish_reason"),
+            )
+            if finish or content or tool_calls:
                 result.started = True
-            if choice.finish_reason:
-                result.finish_reason = choice.finish_reason
-            if choice.delta.content:
-                result.text.append(choice.delta.content)
-            for part in choice.delta.tool_calls or []:
-                call = result.calls.setdefault(part.index, _ToolCall())
-                call.id = part.id or call.id
-                if part.function is not None:
-                    call.name = part.function.name or call.name
-                    call.arguments += part.function.arguments or ""
-        if chunk.usage is None:
+            if finish:
+                result.finish_reason = finish
+            if content:
+                result.text.append(content)
+            for part in tool_calls or ():
+                call = result.calls.setdefault(part.get("index", 0), _ToolCall())
+                call.id = part.get("id") or call.id
+                function = part.get("function") or {}
+                call.name = function.get("name") or call.name
+                call.arguments += function.get("arguments") or ""
+        if usage is None:
             return None
-        details = chunk.usage.prompt_tokens_details
+        details = usage.get("prompt_tokens_details") or {}
         return ModelUsage(
-            model=chunk.model or result.model or self.model,
-            prompt_tokens=chunk.usage.prompt_tokens,
-            completion_tokens=chunk.usage.completion_tokens,
-            cached_tokens=(details.cached_tokens or 0) if details is not None else 0,
+            model=chunk.get("model") or result.model or self.model,
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            cached_tokens=details.get("cached_tokens") or 0,
         )
 
     def _estimate(
@@ -305,8 +317,8 @@ class LLMBrain:
         )
 
 
-def _content(chunk: ChatCompletionChunk) -> list[str]:
-    return [c.delta.content for c in chunk.choices if c.delta.content]
+def _content(chunk: Chunk) -> list[str]:
+    return [content for c in chunk.get("choices") or () if (content := (c.get("delta") or {}).get("content"))]
 
 
 def _tool_content(result: ToolResult) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from agent import tokens
 from hibachi.context import AppContext
 from hibachi.errors import DomainError
 
@@ -88,6 +89,11 @@ class Tool:
         }
 
 
+@functools.lru_cache(maxsize=64)
+def _definition_tokens(tools: tuple[Tool, ...], model: str) -> int:
+    return tokens.count_tools([tool.openai_schema() for tool in tools], model)
+
+
 @functools.cache
 def _json_schema(args: type[BaseModel]) -> dict[str, Any]:
     """An argument model's JSON schema, built once per process (every model request sends it)."""
@@ -109,6 +115,10 @@ class ToolBox:
     def openai_tools(self) -> list[dict[str, Any]]:
         """Tool definitions for Chat Completions, in a byte-stable order (prompt caching)."""
         return [self.tools[name].openai_schema() for name in sorted(self.tools)]
+
+    def definition_tokens(self, model: str) -> int:
+        """What the tool definitions add to every request's prompt (counted once per tool set)."""
+        return _definition_tokens(tuple(self.tools[name] for name in sorted(self.tools)), model)
 
     async def call(self, name: str, arguments: dict[str, Any] | str) -> ToolResult:
         started_at = self.context.now
