@@ -275,11 +275,9 @@ class LLMBrain:
         result.started = result.started or usage is not None
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            content, tool_calls, finish = (
-                delta.get("content"),
-                delta.get("tool_calls"),
-                choice.get("finish_reason"),
-            )
+            content = delta.get("content")
+            tool_calls = delta.get("tool_calls")
+            finish = choice.get("finish_reason")
             if finish or content or tool_calls:
                 result.started = True
             if finish:

@@ -62,10 +62,11 @@ class _Socket:
     """The SDK's WebSocket transport, opened without permessage-deflate.
 
     The SDK's own transport offers per-message deflate; mu-law audio barely compresses,
-    and deflating every 20 ms frame (and inflating every TTS chunk) was a tenth of the
-    voice server's CPU. The SDK calls the factory synchronously, so the handshake runs
-    in a task from here; `opened()` waits for it inside the SDK's `connect()` block,
-    where a refused handshake still becomes the SDK's `ApiError`.
+    and deflating every 20 ms frame (and inflating every TTS chunk) cost the voice server
+    several per cent of its CPU (benchmarks/RESULTS.md). The SDK calls the factory
+    synchronously, so the handshake runs in a task from here; `opened()` waits for it
+    inside the SDK's `connect()` block, where a refused handshake still becomes the SDK's
+    `ApiError`.
     """
 
     def __init__(self, url: str, headers: dict[str, str]) -> None:
