@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
+from deepgram.speak.v1.types import SpeakV1Text
 from websockets.exceptions import ConnectionClosedError
 
 from telephony.audio import pcm16_to_ulaw
@@ -180,6 +181,27 @@ async def test_aura_rest_streams_raw_mulaw_after_the_first_byte_delay(fake_deepg
         "model": ["aura-2-thalia-en"],
         "sample_rate": ["8000"],
     }
+
+
+async def test_aura_socket_clear_stops_the_flushed_sentence_at_once(fake_deepgram: FakeDeepgram) -> None:
+    fake_deepgram.tts_first_byte_delay = 0.5
+    async with client(fake_deepgram).speak.v1.connect(
+        model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000
+    ) as tts:
+        await tts.send_text(SpeakV1Text(type="Speak", text="Your table is booked."))
+        await tts.send_flush()
+        started = time.monotonic()
+        await tts.send_clear()
+        received = [await tts.recv() for _ in range(2)]  # the socket's Metadata, then...
+        assert time.monotonic() - started < 0.4  # ...`Cleared` before any audio was due
+        assert [getattr(m, "type", None) for m in received] == ["Metadata", "Cleared"]
+        await tts.send_text(SpeakV1Text(type="Speak", text="Sure."))
+        await tts.send_flush()
+        audio = b""
+        while isinstance(message := await tts.recv(), bytes):
+            audio += message
+        assert getattr(message, "type", None) == "Flushed"
+    assert len(audio) / 8000 == pytest.approx(len("Sure.") / fake_deepgram.chars_per_second, rel=0.2)
 
 
 async def test_aura_without_container_none_gets_a_wav_header(fake_deepgram: FakeDeepgram) -> None:

@@ -213,16 +213,32 @@ async def test_deepgram_tts_reuses_its_sockets_across_sentences(fake_deepgram: F
     await tts.aclose()
 
 
-async def test_deepgram_tts_closes_an_abandoned_socket_so_its_audio_never_leaks(
+async def test_deepgram_tts_clears_an_abandoned_socket_and_reuses_it_without_its_stale_audio(
     fake_deepgram: FakeDeepgram,
 ) -> None:
     tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
     chunks = tts.synthesize(BOOKING_SENTENCE * 4)
     await anext(chunks)  # the caller barged in after the first chunk
     await chunks.aclose()
+    await eventually(lambda: tts.idle_sockets == 1)  # `Cleared`: back in the pool
     audio = b"".join([c async for c in tts.synthesize("Sure.")])
     assert len(audio) / 8000 == pytest.approx(len("Sure.") / 12, rel=0.2)  # only its own audio
+    assert list(fake_deepgram.speak_sockets_flushed.values()) == [2]  # on the same socket
+    assert fake_deepgram.speak_sockets_open() == 1
+    await tts.aclose()
+
+
+async def test_deepgram_tts_closes_an_abandoned_socket_it_cannot_clear(fake_deepgram: FakeDeepgram) -> None:
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
+    chunks = tts.synthesize(BOOKING_SENTENCE)
+    await anext(chunks)
+    assert fake_deepgram.drop_speak_sockets() == 1  # gone before the `Clear` can be answered
+    await chunks.aclose()
+    await eventually(lambda: fake_deepgram.speak_sockets_open() == 0)
+    audio = b"".join([c async for c in tts.synthesize("Sure.")])
+    assert len(audio) / 8000 == pytest.approx(len("Sure.") / 12, rel=0.2)
     assert list(fake_deepgram.speak_sockets_flushed.values()) == [1, 1]  # a new socket for it
+    assert tts.idle_sockets == 1
     await tts.aclose()
 
 

@@ -66,11 +66,13 @@ class _Socket:
     several per cent of its CPU (benchmarks/RESULTS.md). The SDK calls the factory
     synchronously, so the handshake runs in a task from here; `opened()` waits for it
     inside the SDK's `connect()` block, where a refused handshake still becomes the SDK's
-    `ApiError`.
+    `ApiError`. A block that never used its socket gets that error when it closes, so a
+    refusal is never silent (the hook is process-wide: every client in the process uses it).
     """
 
     def __init__(self, url: str, headers: dict[str, str]) -> None:
         self._ws: WebSocketClientProtocol | None = None
+        self._awaited = False  # someone waited for the handshake (and so saw how it ended)
         self._handshake = asyncio.ensure_future(
             websocket_connect(url, extra_headers=headers, compression=None)
         )
@@ -78,6 +80,7 @@ class _Socket:
 
     async def _open(self) -> WebSocketClientProtocol:
         if self._ws is None:
+            self._awaited = True
             self._ws = await self._handshake
         return self._ws
 
@@ -94,8 +97,12 @@ class _Socket:
     async def close(self) -> None:
         if self._ws is None:
             await asyncio.wait([self._handshake])  # rather than leave a half-open socket behind
-            if self._handshake.cancelled() or self._handshake.exception() is not None:
+            if self._handshake.cancelled():
                 return
+            if (error := self._handshake.exception()) is not None:
+                if self._awaited:
+                    return
+                raise error
             self._ws = self._handshake.result()
         await self._ws.close()
 
@@ -379,6 +386,7 @@ class DeepgramStream:
 
 
 FLUSHES_PER_MINUTE = 20  # Deepgram's allowance per `/v1/speak` socket (more earn a Warning)
+CLEAR_SECONDS = 2.0  # an abandoned socket not `Cleared` within this is closed instead
 PROMISE_SECONDS = 2.0  # how long a `prepare` keeps a socket wanted if no sentence comes
 
 
@@ -408,10 +416,12 @@ class DeepgramTTS:
     sends `Speak` and `Flush`, and yields the binary audio up to `Flushed`; the socket
     then goes back to the pool. So no sentence waits on an HTTP request, and a busy
     server keeps a handful of warm sockets. A socket abandoned mid-sentence (barge-in,
-    a discarded draft) is closed rather than cleared, so no stale audio can reach the
-    next sentence. Sockets idle longer than `max_idle` seconds, or that used their 20
-    flushes a minute, are not reused; a pooled socket that turns out to be closed is
-    replaced once, before any audio.
+    a discarded draft) is sent `Clear` in the background and pooled again once `Cleared`
+    comes back; the audio still in flight before it is dropped, so none of it reaches
+    the next sentence (no new handshake, TLS included, per abandoned sentence). Sockets
+    idle longer than `max_idle` seconds, or that used their 20 flushes a minute, are not
+    reused; a pooled socket that turns out to be closed is replaced once, before any
+    audio.
 
     Between a caller's turns the pool's sockets often go stale (a turn takes longer than
     `max_idle`), so `prepare` (called when a model request starts, ~350 ms before its
@@ -438,6 +448,7 @@ class DeepgramTTS:
         self._idle: deque[_SpeakSocket] = deque()
         self._closing: set[asyncio.Task[None]] = set()
         self._opening: set[asyncio.Task[None]] = set()
+        self._clearing: set[asyncio.Task[None]] = set()
         self._promises: deque[float] = deque()  # when each `prepare` not yet met was made
 
     def prepare(self) -> None:
@@ -448,7 +459,7 @@ class DeepgramTTS:
         while now - promises[0] > PROMISE_SECONDS:
             promises.popleft()
         fresh = sum(1 for s in self._idle if s.loop is loop and s.fresh(now, self.max_idle))
-        opening = len(self._opening)
+        opening = len(self._opening) + len(self._clearing)  # both will be idle soon
         if fresh + opening < len(promises) and len(self._idle) + opening < self.max_pooled:
             task = asyncio.create_task(self._open_spare(), name="deepgram:speak-prepare")
             self._opening.add(task)
@@ -490,19 +501,26 @@ class DeepgramTTS:
                 first = await self._next(socket)
             flushed = True
         finally:
-            if flushed and len(self._idle) < self.max_pooled:
+            if not flushed:
+                self._recycle(socket)
+            elif len(self._idle) < self.max_pooled:
                 socket.idle_since = time.monotonic()
                 self._idle.append(socket)
             else:
                 self._retire(socket)
 
+    @property
+    def idle_sockets(self) -> int:
+        """Sockets in the pool now, waiting for a sentence."""
+        return len(self._idle)
+
     async def aclose(self) -> None:
         """Close every pooled socket (of this event loop)."""
         loop = asyncio.get_running_loop()
-        opening = [task for task in self._opening if task.get_loop() is loop]
-        for task in opening:
+        pending = [task for task in (*self._opening, *self._clearing) if task.get_loop() is loop]
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*opening, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
         while self._idle:
             socket = self._idle.popleft()
             if socket.loop is loop:
@@ -553,6 +571,31 @@ class DeepgramTTS:
             await stack.__aexit__(type(error), error, error.__traceback__)
             raise
         return _SpeakSocket(stack, conn, asyncio.get_running_loop(), time.monotonic())
+
+    def _recycle(self, socket: _SpeakSocket) -> None:
+        task = asyncio.create_task(self._clear(socket), name="deepgram:speak-clear")
+        self._clearing.add(task)
+        task.add_done_callback(self._clearing.discard)
+
+    async def _clear(self, socket: _SpeakSocket) -> None:
+        """`Clear` an abandoned sentence, drop what was in flight up to `Cleared`, pool the socket."""
+        cleared = False
+        try:
+            async with asyncio.timeout(CLEAR_SECONDS):
+                await socket.conn.send_clear()
+                while not cleared:
+                    message = await socket.conn.recv()  # stale audio, or the sentence's Flushed
+                    cleared = getattr(message, "type", None) == "Cleared"  # parsed as a Flushed: go by type
+        except (ConnectionClosed, OSError, TimeoutError) as error:
+            log.info(
+                "deepgram tts: clearing an abandoned socket failed (%s); closing it", type(error).__name__
+            )
+        finally:
+            if cleared and len(self._idle) < self.max_pooled:
+                socket.idle_since = time.monotonic()
+                self._idle.append(socket)
+            else:
+                self._retire(socket)
 
     def _retire(self, socket: _SpeakSocket) -> None:
         task = asyncio.create_task(self._close(socket))

@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import math
 import secrets
@@ -396,46 +397,75 @@ class FakeDeepgram(ServedFake):
                 self._speak_live.pop(socket_id, None)
 
     async def _speak_loop(self, websocket: WebSocket, socket_id: int, encoding: str, rate: int) -> None:
+        """Speak, Flush, Clear, Close. Flushed text is synthesised in order by a task of its
+        own, so a `Clear` stops it at once (queued text and unsent audio dropped, then
+        `Cleared`), as Deepgram does; `Close` lets what was flushed finish first."""
         buffer: list[str] = []
-        sequence = 0
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # RuntimeError: dropped by us
-            while True:
-                message = json.loads(await websocket.receive_text())
-                kind = message.get("type")
-                if kind == "Speak":
-                    buffer.append(str(message.get("text", "")))
-                elif kind == "Flush":
-                    text = "".join(buffer)
-                    buffer.clear()
-                    with self._lock:  # one synthesis, recorded like a REST request
-                        self.speak_requests.append(
-                            RecordedRequest(
-                                "WS",
-                                websocket.url.path,
-                                dict(websocket.headers),
-                                json={"text": text},
-                                form={k: list(v) for k, v in parse_qs(websocket.url.query).items()},
-                            )
-                        )
-                        self.speak_sockets_flushed[socket_id] = (
-                            self.speak_sockets_flushed.get(socket_id, 0) + 1
-                        )
-                    if text.strip():
-                        received = time.monotonic()
-                        audio = _speech_like(
-                            text, rate=rate, encoding=encoding, chars_per_second=self.chars_per_second
-                        )
-                        async for chunk in self._tts_chunks(audio, received):
-                            await websocket.send_bytes(chunk)
-                    await websocket.send_text(json.dumps({"type": "Flushed", "sequence_id": sequence}))
-                    sequence += 1
-                elif kind == "Clear":
-                    buffer.clear()
-                    await websocket.send_text(json.dumps({"type": "Cleared", "sequence_id": sequence}))
-                    sequence += 1
-                elif kind == "Close":
-                    await websocket.close(1000)
-                    return
+        flushes: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
+        sequence = itertools.count()
+        sending = asyncio.Lock()  # one message at a time from the reader and the speaker
+
+        async def send(message: str | bytes) -> None:
+            async with sending:
+                if isinstance(message, bytes):
+                    await websocket.send_bytes(message)
+                else:
+                    await websocket.send_text(message)
+
+        async def speak() -> None:
+            while (flush := await flushes.get()) is not None:
+                text, received = flush
+                if text.strip():
+                    audio = _speech_like(
+                        text, rate=rate, encoding=encoding, chars_per_second=self.chars_per_second
+                    )
+                    async for chunk in self._tts_chunks(audio, received):
+                        await send(chunk)
+                await send(json.dumps({"type": "Flushed", "sequence_id": next(sequence)}))
+
+        speaker = asyncio.create_task(speak())
+        try:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # RuntimeError: dropped by us
+                while True:
+                    message = json.loads(await websocket.receive_text())
+                    kind = message.get("type")
+                    if kind == "Speak":
+                        buffer.append(str(message.get("text", "")))
+                    elif kind == "Flush":
+                        text = "".join(buffer)
+                        buffer.clear()
+                        self._record_flush(websocket, socket_id, text)
+                        flushes.put_nowait((text, time.monotonic()))
+                    elif kind == "Clear":
+                        buffer.clear()
+                        speaker.cancel()
+                        await asyncio.gather(speaker, return_exceptions=True)
+                        while not flushes.empty():
+                            flushes.get_nowait()
+                        speaker = asyncio.create_task(speak())
+                        await send(json.dumps({"type": "Cleared", "sequence_id": next(sequence)}))
+                    elif kind == "Close":
+                        flushes.put_nowait(None)
+                        await asyncio.gather(speaker, return_exceptions=True)
+                        await websocket.close(1000)
+                        return
+        finally:
+            speaker.cancel()
+            await asyncio.gather(speaker, return_exceptions=True)
+
+    def _record_flush(self, websocket: WebSocket, socket_id: int, text: str) -> None:
+        """One synthesis, recorded like a REST request."""
+        with self._lock:
+            self.speak_requests.append(
+                RecordedRequest(
+                    "WS",
+                    websocket.url.path,
+                    dict(websocket.headers),
+                    json={"text": text},
+                    form={k: list(v) for k, v in parse_qs(websocket.url.query).items()},
+                )
+            )
+            self.speak_sockets_flushed[socket_id] = self.speak_sockets_flushed.get(socket_id, 0) + 1
 
 
 @dataclass(slots=True)
