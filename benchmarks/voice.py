@@ -95,6 +95,7 @@ import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.api import _own_cpu, free_port, percentile, postgres_cpu, wait_ready
+from benchmarks.sampler import report as sampler_report
 from benchmarks.voice_fakes import CALLER_LINES, CHARS_PER_SECOND
 from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
 from telephony.audio import silence_ulaw, tone_ulaw
@@ -683,6 +684,7 @@ async def run(
     niceness: int = 0,
     repeat: int = 1,
     turns_out: IO[str] | None = None,
+    profile: Path | None = None,
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -710,8 +712,18 @@ async def run(
                 "OPENAI_API_KEY": OPENAI_KEY,
                 "OPENAI_BASE_URL": openai_url,
             }
+            sampler = ["-m", "benchmarks.sampler", str(profile), "--on-signal"] if profile else []
             server = subprocess.Popen(  # noqa: ASYNC220  (started once, before measuring)
-                [sys.executable, "-m", "hibachi.cli", "serve", "--port", str(port), f"--workers={workers}"],
+                [
+                    sys.executable,
+                    *sampler,
+                    "-m",
+                    "hibachi.cli",
+                    "serve",
+                    "--port",
+                    str(port),
+                    f"--workers={workers}",
+                ],
                 env=env,
                 stdout=server_log,
                 stderr=server_log,
@@ -733,6 +745,8 @@ async def run(
                     f"(serial sum {PROVIDER_S * 1000:.0f} ms)."
                 )
                 await run_size(processes, 1, 0.0, call_timeout, label=" (warm-up)")  # connections, caches
+                if profile:
+                    os.kill(server.pid, signal.SIGUSR2)  # start sampling: the measured sizes only
                 figures = []
                 for n in sizes:
                     runs = [
@@ -747,6 +761,9 @@ async def run(
     finally:
         for proc in fakes.values():
             _stop(proc)
+    if profile:
+        print(f"\nserver CPU by where each loop callback or task began ({profile}; benchmarks.sampler):")
+        print(sampler_report(profile, depth=2))
     if sweep:
         print(
             "\nsweep:  calls | e2e p50 / p99 ms | own p99 ms | caller jitter p50 / p99 ms | server pacer p99 "
@@ -815,9 +832,17 @@ def main() -> None:
         "--repeat", type=int, default=1, help="run each size this many times and also pool their turns"
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the server's CPU during the measured sizes into this file and print where it went "
+        "(one worker; benchmarks.sampler)",
+    )
+    parser.add_argument(
         "--turns", help="append one JSON line per timed turn here (calls, at_s, e2e_ms, own_ms, server marks)"
     )
     args = parser.parse_args()
+    if args.profile and args.server_workers > 1:
+        parser.error("--profile samples one server process: use it with --server-workers 1")
     sizes = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.calls]
     log: IO[bytes] | int = open(args.server_log, "wb") if args.server_log else subprocess.DEVNULL
     turns_out = open(args.turns, "a") if args.turns else None
@@ -836,6 +861,7 @@ def main() -> None:
                 niceness=args.nice,
                 repeat=args.repeat,
                 turns_out=turns_out,
+                profile=args.profile,
             )
         )
     finally:
