@@ -713,17 +713,9 @@ async def run(
                 "OPENAI_BASE_URL": openai_url,
             }
             sampler = ["-m", "benchmarks.sampler", str(profile), "--on-signal"] if profile else []
+            serve = ["-m", "hibachi.cli", "serve", "--port", str(port), f"--workers={workers}"]
             server = subprocess.Popen(  # noqa: ASYNC220  (started once, before measuring)
-                [
-                    sys.executable,
-                    *sampler,
-                    "-m",
-                    "hibachi.cli",
-                    "serve",
-                    "--port",
-                    str(port),
-                    f"--workers={workers}",
-                ],
+                [sys.executable, *sampler, *serve],
                 env=env,
                 stdout=server_log,
                 stderr=server_log,
