@@ -38,7 +38,13 @@ Figures:
   with no failures;
 - `--repeat R`: each size R times, then their turns pooled. A 100-call run times 200
   turns, so its p99 is its second-worst turn and one stall decides it; pooled over 5 runs
-  it is the 10th-worst of 1000.
+  it is the 10th-worst of 1000;
+- `--steady S`: steady state instead of one synchronized burst. N calls are kept up (each
+  ended call is replaced at once by a new caller), their first starts spread at random
+  over 30 s, each call four turns long ("What's open on December 12?", "And on December
+  13?", "What about the 19th?", "Thanks, that's all.") with a random 0-2 s think pause
+  before each line; only the turns whose speech ends in the S seconds after those 30 are
+  timed. Its rows are reported beside the burst figures, not instead of them.
 
 The server's garbage-collector passes during the run (`hibachi_gc_pause_seconds`: how
 many per generation, and the longest one's bucket) are printed: each pass stalls the event
@@ -96,7 +102,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.api import _own_cpu, free_port, percentile, postgres_cpu, wait_ready
 from benchmarks.sampler import report as sampler_report
-from benchmarks.voice_fakes import CALLER_LINES, CHARS_PER_SECOND
+from benchmarks.voice_fakes import CALLER_LINES, CHARS_PER_SECOND, LONG_CALL_LINES
 from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
 from telephony.audio import silence_ulaw, tone_ulaw
 from telephony.fakes.deepgram_server import DEFAULT_API_KEY as DEEPGRAM_KEY
@@ -114,6 +120,9 @@ PROVIDER_S = STT_FINAL_S + LLM_FIRST_TOKEN_S + TTS_FIRST_BYTE_S
 PACER_LEAD = 3  # VoiceConfig.pacer_lead_frames: frames sent at once when speech starts
 QUIET_S = 1.0  # the caller speaks once the agent has been silent this long
 RUN_GAP_S = 0.1  # a longer gap between agent frames starts a new run (a new sentence or reply)
+
+STEADY_PHASE_S = 30.0  # about one long call: the first calls' starts are spread over it
+THINK_S = 2.0  # a steady-mode caller pauses up to this long (at random) before each line
 
 TARGET_OVERHEAD_P99_MS = 20.0  # at 100 calls
 TARGET_E2E_P50_MS = 650.0
@@ -154,6 +163,7 @@ class CallResult:
     jitter_ms: list[float] = field(default_factory=list)
     send_late_p99_ms: float = 0.0
     error: str | None = None
+    started_at: float = 0.0  # time.monotonic() when the call was placed
 
 
 def frame_jitter(arrivals: Sequence[float]) -> list[float]:
@@ -171,10 +181,20 @@ def frame_jitter(arrivals: Sequence[float]) -> list[float]:
     return out
 
 
-async def one_call(base: str, index: int, delay: float, call_timeout: float) -> CallResult:
-    """Greeting, then two caller utterances each answered by the agent; then hang up."""
+async def one_call(
+    base: str,
+    index: int,
+    delay: float,
+    call_timeout: float,
+    *,
+    lines: Sequence[str] = CALLER_LINES,
+    think: float = 0.0,
+) -> CallResult:
+    """Greeting, then each of `lines` said and answered by the agent; then hang up. With
+    `think`, the caller waits a random 0-`think` s more before each line."""
     result = CallResult(phone=f"+1408557{index % 10000:04d}")
     await asyncio.sleep(delay)
+    result.started_at = time.monotonic()
     call = SimulatedCall(
         base,
         base,
@@ -187,7 +207,10 @@ async def one_call(base: str, index: int, delay: float, call_timeout: float) -> 
     try:
         async with call:
             await call.wait_for_agent_silence(quiet_for=QUIET_S)  # the greeting
-            for number, line in enumerate(CALLER_LINES):
+            rng = random.Random(index)
+            for number, line in enumerate(lines):
+                if think:
+                    await call.pause(rng.uniform(0.0, think))
                 turn = await call.say(speech(line, index + number * 100_000))
                 await call.wait_for_agent_silence(quiet_for=QUIET_S)
                 started, ended = turn.speech_started_at or 0.0, turn.speech_ended_at or 0.0
@@ -207,6 +230,48 @@ async def one_call(base: str, index: int, delay: float, call_timeout: float) -> 
     if call.frames_sent > 1:
         result.send_late_p99_ms = call.pacing().p99_late_ms
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class Steady:
+    """`--steady S`: N calls kept up (an ended call replaced at once) with their first starts
+    spread at random over `phase` s, each saying `LONG_CALL_LINES` after a random think pause
+    of up to `THINK_S`; only turns whose speech ends in the `seconds` after `phase` are timed,
+    so no synchronized burst of first turns is in the figures."""
+
+    seconds: float
+    phase: float = STEADY_PHASE_S
+
+    def window(self, started: float) -> tuple[float, float]:
+        return started + self.phase, started + self.phase + self.seconds
+
+
+async def steady_calls(
+    base: str, calls: int, steady: Steady, started: float, call_timeout: float
+) -> list[CallResult]:
+    """`calls` slots, each placing calls back to back until the timed window ends."""
+    rng = random.Random(calls)
+    _, until = steady.window(started)
+
+    async def slot(index: int, delay: float) -> list[CallResult]:
+        await asyncio.sleep(delay)
+        results: list[CallResult] = []
+        while time.monotonic() < until:
+            number = index + len(results) * calls  # a fresh caller number per call
+            results.append(
+                await one_call(base, number, 0.0, call_timeout, lines=LONG_CALL_LINES, think=THINK_S)
+            )
+        return results
+
+    slots = await asyncio.gather(*(slot(i, rng.uniform(0.0, steady.phase)) for i in range(calls)))
+    return [result for results in slots for result in results]
+
+
+def concurrency(results: Sequence[CallResult], window: tuple[float, float]) -> float:
+    """Calls up on average during `window`."""
+    start, end = window
+    overlap = sum(max(0.0, min(end, r.started_at + r.seconds) - max(start, r.started_at)) for r in results)
+    return overlap / (end - start)
 
 
 async def turn_marks(client: httpx.AsyncClient, phone: str) -> list[dict[str, float]]:
@@ -424,8 +489,9 @@ async def run_size(
     *,
     label: str = "",
     turns_out: IO[str] | None = None,
+    steady: Steady | None = None,
 ) -> RunFigures:
-    """Run `calls` concurrent calls once and print their figures."""
+    """Run `calls` concurrent calls once (or, with `steady`, keep them up) and print their figures."""
     async with httpx.AsyncClient(base_url=processes.base, timeout=30) as client:
         before = scrape((await client.get("/metrics")).text)
         for proc in processes.fakes.values():
@@ -438,9 +504,14 @@ async def run_size(
         lag_task = asyncio.create_task(loop_lag(lag, stop))
         started = time.perf_counter()
         started_mono = time.monotonic()
-        results = await asyncio.gather(
-            *(one_call(processes.base, i, ramp * i / max(1, calls), call_timeout) for i in range(calls))
-        )
+        if steady is None:
+            window = None
+            results = await asyncio.gather(
+                *(one_call(processes.base, i, ramp * i / max(1, calls), call_timeout) for i in range(calls))
+            )
+        else:
+            window = steady.window(started_mono)
+            results = await steady_calls(processes.base, calls, steady, started_mono, call_timeout)
         wall = time.perf_counter() - started
         stop.set()
         await lag_task
@@ -456,6 +527,8 @@ async def run_size(
             marks = await asyncio.gather(*(turn_marks(api, r.phone) for r in results))
 
     own: list[float] = []
+    latencies: list[float] = []
+    outside = 0  # steady mode: turns before or after the timed window
     drafted = spoke_ahead = 0
     stage_ms: dict[str, list[float]] = {}
     late_ms: dict[str, list[float]] = {}
@@ -463,6 +536,10 @@ async def run_size(
         for latency, number, ended in zip(
             result.latencies, result.timed_turns, result.speech_ends, strict=True
         ):
+            if window is not None and not window[0] <= ended <= window[1]:
+                outside += 1
+                continue
+            latencies.append(latency * 1000)
             turn = call_marks[number] if number < len(call_marks) else {}
             preempted = turn.get("preempted")
             drafted += preempted is not None
@@ -480,7 +557,6 @@ async def run_size(
                 stage_ms.setdefault(stage, []).append(value)
             for hop, ms in hop_lateness(turn).items():
                 late_ms.setdefault(hop, []).append(ms)
-    latencies = [lat * 1000 for r in results for lat in r.latencies]
     jitter = [j for r in results for j in r.jitter_ms]
     errors = [r.error for r in results if r.error]
     unanswered = sum(r.unanswered for r in results)
@@ -508,8 +584,16 @@ async def run_size(
     pg_per_call = cpu["postgres"] / call_seconds * 100 if call_seconds else float("nan")
     load = os.getloadavg()
 
+    if steady is None or window is None:
+        how = f"ramp {ramp:.1f} s"
+    else:
+        how = (
+            f"kept up: {len(results)} calls of {len(LONG_CALL_LINES)} turns, first starts spread over "
+            f"{steady.phase:.0f} s, turns timed over the {steady.seconds:.0f} s after that "
+            f"({concurrency(results, window):.1f} calls up on average then; {outside} turns outside)"
+        )
     print(
-        f"\n== {calls} concurrent call(s){label}, ramp {ramp:.1f} s, wall {wall:.1f} s, "
+        f"\n== {calls} concurrent call(s){label}, {how}, wall {wall:.1f} s, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (at end) =="
     )
     print(
@@ -685,11 +769,14 @@ async def run(
     repeat: int = 1,
     turns_out: IO[str] | None = None,
     profile: Path | None = None,
+    steady: Steady | None = None,
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     deepgram, deepgram_url = _start_fake(
-        "deepgram", ["--stt-final-delay", "0", "--tts-first-byte", str(TTS_FIRST_BYTE_S)]
+        "deepgram",
+        ["--stt-final-delay", "0", "--tts-first-byte", str(TTS_FIRST_BYTE_S)]
+        + (["--script", "long"] if steady else []),
     )
     openai, openai_url = _start_fake("openai", ["--first-token", str(LLM_FIRST_TOKEN_S)])
     fakes = {"deepgram": deepgram, "openai": openai}
@@ -742,7 +829,14 @@ async def run(
                 figures = []
                 for n in sizes:
                     runs = [
-                        await run_size(processes, n, min(ramp, n * 0.05), call_timeout, turns_out=turns_out)
+                        await run_size(
+                            processes,
+                            n,
+                            min(ramp, n * 0.05),
+                            call_timeout,
+                            turns_out=turns_out,
+                            steady=steady,
+                        )
                         for _ in range(repeat)
                     ]
                     if repeat > 1:
@@ -830,6 +924,13 @@ def main() -> None:
         "(one worker; benchmarks.sampler)",
     )
     parser.add_argument(
+        "--steady",
+        type=float,
+        metavar="SECONDS",
+        help=f"keep the calls up for this long after a {STEADY_PHASE_S:.0f} s randomly phased start, each "
+        f"call {len(LONG_CALL_LINES)} turns, and time only the turns in those seconds (steady state)",
+    )
+    parser.add_argument(
         "--turns", help="append one JSON line per timed turn here (calls, at_s, e2e_ms, own_ms, server marks)"
     )
     args = parser.parse_args()
@@ -854,6 +955,7 @@ def main() -> None:
                 repeat=args.repeat,
                 turns_out=turns_out,
                 profile=args.profile,
+                steady=Steady(args.steady) if args.steady else None,
             )
         )
     finally:

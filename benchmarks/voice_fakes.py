@@ -19,6 +19,7 @@ import gc
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,14 +30,26 @@ from telephony.fakes.openai_server import FakeOpenAI, Reply, Scripted, Stall
 CHARS_PER_SECOND = 15.0  # the fake's speech rate; the load generator's caller audio matches it
 # What each caller says, by utterance index on its STT connection (one connection per call).
 CALLER_LINES = ("What's open on December 12?", "Thanks, that's all.")
+# The longer calls of `benchmarks.voice --steady`.
+LONG_CALL_LINES = (
+    "What's open on December 12?",
+    "And on December 13?",
+    "What about the 19th?",
+    "Thanks, that's all.",
+)
+SCRIPTS = {"short": CALLER_LINES, "long": LONG_CALL_LINES}
 # The model's one-sentence answers: to the first question, and to anything after it.
 ANSWER = "We have noon, 3 and 6 pm open that day."
 THANKS = "You're welcome, have a great day!"
 
 
-def caller_line(heard: HeardUtterance) -> str:
-    """The transcript of a detected utterance: the script's line for its index."""
-    return CALLER_LINES[min(heard.index, len(CALLER_LINES) - 1)]
+def caller_lines(lines: tuple[str, ...]) -> Callable[[HeardUtterance], str]:
+    """The transcript of each detected utterance: the script's line for its index."""
+
+    def line(heard: HeardUtterance) -> str:
+        return lines[min(heard.index, len(lines) - 1)]
+
+    return line
 
 
 def model_reply(first_token: float) -> Any:
@@ -98,6 +111,7 @@ def main() -> None:
     parser.add_argument("fake", choices=["deepgram", "openai"])
     parser.add_argument("--stt-final-delay", type=float, default=0.0)
     parser.add_argument("--tts-first-byte", type=float, default=0.15)
+    parser.add_argument("--script", choices=sorted(SCRIPTS), default="short", help="what callers say")
     parser.add_argument("--chars-per-second", type=float, default=CHARS_PER_SECOND)
     parser.add_argument("--first-token", type=float, default=0.35)
     args = parser.parse_args()
@@ -108,7 +122,7 @@ def main() -> None:
             chars_per_second=args.chars_per_second,
             idle_timeout=60.0,
         )
-        deepgram.responder = caller_line
+        deepgram.responder = caller_lines(SCRIPTS[args.script])
         serve(deepgram)
     else:
         openai = FakeOpenAI()
