@@ -346,6 +346,7 @@ class Scrape:
     buckets: dict[str, dict[float, float]] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
     drafts: dict[str, float] = field(default_factory=dict)  # pre-emptive drafts by outcome
+    sums: dict[str, float] = field(default_factory=dict)  # histograms' `_sum`s, keyed like `buckets`
 
 
 def scrape(text: str) -> Scrape:
@@ -354,11 +355,13 @@ def scrape(text: str) -> Scrape:
     for family in text_string_to_metric_families(text):
         if family.name in HISTOGRAMS:
             for sample in family.samples:
+                tags = sample.labels
+                label = tags.get("stage") or tags.get("provider") or tags.get("generation")
+                key = family.name + (f"{{{label}}}" if label else "")
                 if sample.name.endswith("_bucket"):
-                    tags = sample.labels
-                    label = tags.get("stage") or tags.get("provider") or tags.get("generation")
-                    key = family.name + (f"{{{label}}}" if label else "")
                     out.buckets.setdefault(key, {})[float(sample.labels["le"])] = sample.value
+                elif sample.name.endswith("_sum"):
+                    out.sums[key] = sample.value
         elif family.name == "hibachi_voice_preemptions":
             for sample in family.samples:
                 if sample.name.endswith("_total"):
@@ -672,7 +675,8 @@ async def run_size(
         key = f"hibachi_gc_pause_seconds{{{generation}}}"
         longest, n = bucket_quantile(before.buckets.get(key, {}), after.buckets.get(key, {}), 1.0)
         if n:
-            gc_passes.append(f"gen{generation} {n} (longest <= {longest * 1000:g} ms)")
+            spent = after.sums.get(key, 0.0) - before.sums.get(key, 0.0)
+            gc_passes.append(f"gen{generation} {n} (longest <= {longest * 1000:g} ms, {spent:.2f} s in all)")
     if gc_passes:
         print("server garbage-collector passes (each stalls the loop): " + ", ".join(gc_passes))
     if failures:

@@ -83,6 +83,7 @@ class GcPauses:
 
 
 GC_PAUSES = GcPauses()
+FULL_PASS_AFTER = 100  # middle-generation passes per full collector pass (Python's default: 10)
 
 
 class RequestMetrics:
@@ -217,6 +218,12 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
             gc.callbacks.append(GC_PAUSES)
         gc.collect()
         gc.freeze()
+        # A full pass walks every live object (all calls' state): 100-250 ms at 100 calls, a
+        # stall every live call hears. Python runs one after 10 middle-generation passes
+        # (~30 s under that load); after 100 (~5 min) they leave the steady state's turns be,
+        # and the rarer passes find cyclic garbage all the same (benchmarks/RESULTS.md).
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, FULL_PASS_AFTER)
         try:
             async with worker_running(ctx) if settings.hibachi_run_worker else contextlib.nullcontext():
                 yield
