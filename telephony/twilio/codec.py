@@ -64,7 +64,7 @@ class Start:
     sequence_number: int = 0
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen: 50 a second per call, and a frozen one takes 3x as long to build
 class Media:
     """20 ms of caller audio: `payload` is raw mu-law (already base64-decoded)."""
 
