@@ -226,6 +226,11 @@ async def test_books_through_two_tool_rounds_and_reports_usage(
     assert not any(u.estimated for u in usages)
 
     first, second, third = fake.chat_requests
+    assert all(
+        r.headers["content-type"] == "application/json"
+        for r in fake.requests
+        if r.path.endswith("/completions")
+    )
     assert first["stream"] is True
     assert first["stream_options"] == {"include_usage": True}
     assert first["tool_choice"] == "auto"

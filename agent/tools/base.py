@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from agent import tokens
@@ -94,6 +95,11 @@ def _definition_tokens(tools: tuple[Tool, ...], model: str) -> int:
     return tokens.count_tools([tool.openai_schema() for tool in tools], model)
 
 
+@functools.lru_cache(maxsize=64)
+def _definitions_json(tools: tuple[Tool, ...]) -> bytes:
+    return orjson.dumps([tool.openai_schema() for tool in tools])
+
+
 @functools.cache
 def _json_schema(args: type[BaseModel]) -> dict[str, Any]:
     """An argument model's JSON schema, built once per process (every model request sends it)."""
@@ -116,9 +122,16 @@ class ToolBox:
         """Tool definitions for Chat Completions, in a byte-stable order (prompt caching)."""
         return [self.tools[name].openai_schema() for name in sorted(self.tools)]
 
+    def openai_tools_json(self) -> bytes:
+        """`openai_tools()` as JSON, serialized once per tool set (~17 KB, sent with every request)."""
+        return _definitions_json(self._sorted())
+
     def definition_tokens(self, model: str) -> int:
         """What the tool definitions add to every request's prompt (counted once per tool set)."""
-        return _definition_tokens(tuple(self.tools[name] for name in sorted(self.tools)), model)
+        return _definition_tokens(self._sorted(), model)
+
+    def _sorted(self) -> tuple[Tool, ...]:
+        return tuple(self.tools[name] for name in sorted(self.tools))
 
     async def call(self, name: str, arguments: dict[str, Any] | str) -> ToolResult:
         started_at = self.context.now
