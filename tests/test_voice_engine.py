@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agent.brain import Brain, BrainEvent, BrainRequest, Role, TextDelta
+from agent.brain import Brain, BrainEvent, BrainRequest, ModelUsage, Role, TextDelta
 from agent.brains.deterministic import DeterministicBrain
 from agent.engine import ConversationEngine, UnknownAgentNumber
 from agent.models import Conversation, CostKind, CostLine, Message, ToolCall, Transfer
@@ -357,6 +357,56 @@ async def test_a_discarded_draft_leaves_no_trace(app_ctx: AppContext, db: Sessio
     assert draft.has_text  # it thought ahead, but said nothing yet
     await draft.discard()
     assert await counts(db) == (0, 0, 0)
+
+
+class SpendingBrain:
+    """Spends 1000 prompt tokens on a model request, then answers; a draft of "hold on" stalls."""
+
+    name = "spending"
+
+    async def respond(self, request: BrainRequest, tools: ToolBox) -> AsyncIterator[BrainEvent]:
+        yield ModelUsage(model="gpt-4o-mini", prompt_tokens=1000, completion_tokens=7)
+        if "hold on" in request.text:
+            await asyncio.Event().wait()
+        yield TextDelta("Sure thing.")
+
+
+async def llm_lines(db: Sessions) -> list[tuple[int | None, float]]:
+    async with db() as session:
+        lines = await session.scalars(
+            select(CostLine).where(CostLine.kind == CostKind.llm).order_by(CostLine.id)
+        )
+        return [(line.message_id, float(line.quantity)) for line in lines]
+
+
+async def test_tokens_a_discarded_draft_spent_are_charged_with_the_next_reply_and_at_the_call_end(
+    app_ctx: AppContext, db: Sessions
+) -> None:
+    calls = voice_calls(app_ctx, SpendingBrain())
+    call = await start(calls)
+    for _ in range(2):
+        draft = calls.draft(call, "hold on")
+        async with asyncio.timeout(5):
+            while not draft.usages:  # noqa: ASYNC110  (the draft's brain runs in its own task)
+                await asyncio.sleep(0.01)
+        await draft.discard()
+    assert await llm_lines(db) == []  # held: no transaction of their own
+
+    reply = await calls.turn(call, "thanks", on_text=lambda _: None)
+    lines = await llm_lines(db)
+    assert sorted(lines, key=lambda line: line[0] or 0) == [
+        (None, 1007.0),
+        (None, 1007.0),
+        (reply.agent_message_id, 1007.0),
+    ]
+
+    last = calls.draft(call, "hold on")
+    async with asyncio.timeout(5):
+        while not last.usages:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await last.discard()
+    await calls.end_call(call, CallUsage("deepgram", 1.0, "deepgram", 10, 2.0))
+    assert len(await llm_lines(db)) == 4
 
 
 class ReRaisingBrain:
