@@ -41,10 +41,13 @@ Figures:
   it is the 10th-worst of 1000;
 - `--steady S`: steady state instead of one synchronized burst. N calls are kept up (each
   ended call is replaced at once by a new caller), their first starts spread at random
-  over 30 s, each call four turns long ("What's open on December 12?", "And on December
-  13?", "What about the 19th?", "Thanks, that's all.") with a random 0-2 s think pause
-  before each line; only the turns whose speech ends in the S seconds after those 30 are
-  timed. Its rows are reported beside the burst figures, not instead of them.
+  over 30 s, each call four turns long ("What's open on December 12?", "And what about
+  December 13?", "What about December 19th?", "Thanks, that's all.") with a random 0-2 s
+  think pause before each line; only the turns whose speech ends in the S seconds after
+  those 30 are timed. Its rows are reported beside the burst figures, not instead of them.
+  (The fake sends an interim per 500 ms of voiced audio; a line whose last word comes after
+  its last interim gets no matching draft and takes the serial path, so the lines are
+  lengths whose last interim shows every word.)
 
 The server's garbage-collector passes during the run (`hibachi_gc_pause_seconds`: how
 many per generation, and the longest one's bucket) are printed: each pass stalls the event
@@ -551,6 +554,7 @@ async def run_size(
             if turns_out is not None:
                 record = {
                     "calls": calls,
+                    "turn": number,  # the caller line's index in its call
                     "at_s": round(ended - started_mono, 3),  # speech end, seconds into the run
                     "e2e_ms": round(latency * 1000, 1),
                     "own_ms": round(own[-1], 1),

@@ -33,8 +33,8 @@ CALLER_LINES = ("What's open on December 12?", "Thanks, that's all.")
 # The longer calls of `benchmarks.voice --steady`.
 LONG_CALL_LINES = (
     "What's open on December 12?",
-    "And on December 13?",
-    "What about the 19th?",
+    "And what about December 13?",
+    "What about December 19th?",
     "Thanks, that's all.",
 )
 SCRIPTS = {"short": CALLER_LINES, "long": LONG_CALL_LINES}
