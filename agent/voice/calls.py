@@ -299,21 +299,20 @@ class VoiceCalls:
         async with self._billing(call, unbilled), unit_of_work(self.app.sessions) as session:
             self._memory.pop(call.conversation_id, None)
             self._writes.pop(call.conversation_id, None)
-            await _add_costs(session, call.conversation_id, None, unbilled)
             ended = await session.scalar(
                 update(Conversation)
                 .where(Conversation.id == call.conversation_id, Conversation.ended_at.is_(None))
                 .values(ended_at=now, status=ConversationStatus.closed, last_activity_at=now)
                 .returning(Conversation.id)
             )
-            if ended is None:
-                return  # ended already
-            charges = (
-                prices.stt(engine=usage.stt_engine, seconds=round(usage.stt_seconds, 3)),
-                prices.tts(engine=usage.tts_engine, characters=usage.tts_characters),
-                prices.voice(provider=call.provider, seconds=round(usage.call_seconds, 3)),
-            )
-            await _add_costs(session, call.conversation_id, None, charges)
+            charges: list[Charge] = []  # ended already: the audio was charged then
+            if ended is not None:
+                charges = [
+                    prices.stt(engine=usage.stt_engine, seconds=round(usage.stt_seconds, 3)),
+                    prices.tts(engine=usage.tts_engine, characters=usage.tts_characters),
+                    prices.voice(provider=call.provider, seconds=round(usage.call_seconds, 3)),
+                ]
+            await _add_costs(session, call.conversation_id, None, charges, unattached=unbilled)
 
     def _charge_discarded(self, call: VoiceCall, usages: list[ModelUsage]) -> None:
         """Model tokens a discarded draft spent: charged to the conversation, tied to no message.
