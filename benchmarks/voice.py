@@ -496,6 +496,7 @@ async def run_size(
     label: str = "",
     turns_out: IO[str] | None = None,
     steady: Steady | None = None,
+    lines: Sequence[str] = CALLER_LINES,
 ) -> RunFigures:
     """Run `calls` concurrent calls once (or, with `steady`, keep them up) and print their figures."""
     async with httpx.AsyncClient(base_url=processes.base, timeout=30) as client:
@@ -513,7 +514,10 @@ async def run_size(
         if steady is None:
             window = None
             results = await asyncio.gather(
-                *(one_call(processes.base, i, ramp * i / max(1, calls), call_timeout) for i in range(calls))
+                *(
+                    one_call(processes.base, i, ramp * i / max(1, calls), call_timeout, lines=lines)
+                    for i in range(calls)
+                )
             )
         else:
             window = steady.window(started_mono)
@@ -831,7 +835,9 @@ async def run(
                     f"{LLM_FIRST_TOKEN_S * 1000:.0f} ms, TTS first byte {TTS_FIRST_BYTE_S * 1000:.0f} ms "
                     f"(serial sum {PROVIDER_S * 1000:.0f} ms)."
                 )
-                await run_size(processes, 1, 0.0, call_timeout, label=" (warm-up)")  # connections, caches
+                # Connections and caches; the lines the Deepgram fake was started with.
+                script = LONG_CALL_LINES if steady else CALLER_LINES
+                await run_size(processes, 1, 0.0, call_timeout, label=" (warm-up)", lines=script)
                 if profile:
                     os.kill(server.pid, signal.SIGUSR2)  # start sampling: the measured sizes only
                 figures = []
