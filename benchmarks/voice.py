@@ -105,7 +105,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.api import _own_cpu, free_port, percentile, postgres_cpu, wait_ready
 from benchmarks.sampler import report as sampler_report
-from benchmarks.voice_fakes import CALLER_LINES, CHARS_PER_SECOND, LONG_CALL_LINES
+from benchmarks.voice_fakes import CALLER_LINES, CHARS_PER_SECOND, LONG_CALL_LINES, SCRIPTS
 from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
 from telephony.audio import silence_ulaw, tone_ulaw
 from telephony.fakes.deepgram_server import DEFAULT_API_KEY as DEEPGRAM_KEY
@@ -250,7 +250,7 @@ class Steady:
 
 
 async def steady_calls(
-    base: str, calls: int, steady: Steady, started: float, call_timeout: float
+    base: str, calls: int, steady: Steady, started: float, call_timeout: float, lines: Sequence[str]
 ) -> list[CallResult]:
     """`calls` slots, each placing calls back to back until the timed window ends."""
     rng = random.Random(calls)
@@ -261,9 +261,7 @@ async def steady_calls(
         results: list[CallResult] = []
         while time.monotonic() < until:
             number = index + len(results) * calls  # a fresh caller number per call
-            results.append(
-                await one_call(base, number, 0.0, call_timeout, lines=LONG_CALL_LINES, think=THINK_S)
-            )
+            results.append(await one_call(base, number, 0.0, call_timeout, lines=lines, think=THINK_S))
         return results
 
     slots = await asyncio.gather(*(slot(i, rng.uniform(0.0, steady.phase)) for i in range(calls)))
@@ -521,7 +519,7 @@ async def run_size(
             )
         else:
             window = steady.window(started_mono)
-            results = await steady_calls(processes.base, calls, steady, started_mono, call_timeout)
+            results = await steady_calls(processes.base, calls, steady, started_mono, call_timeout, lines)
         wall = time.perf_counter() - started
         stop.set()
         await lag_task
@@ -599,7 +597,7 @@ async def run_size(
         how = f"ramp {ramp:.1f} s"
     else:
         how = (
-            f"kept up: {len(results)} calls of {len(LONG_CALL_LINES)} turns, first starts spread over "
+            f"kept up: {len(results)} calls of {len(lines)} turns, first starts spread over "
             f"{steady.phase:.0f} s, turns timed over the {steady.seconds:.0f} s after that "
             f"({concurrency(results, window):.1f} calls up on average then; {outside} turns outside)"
         )
@@ -785,10 +783,11 @@ async def run(
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    script_name = "long" if steady else "short"  # what the callers say (the Deepgram fake hears it)
+    script = SCRIPTS[script_name]
     deepgram, deepgram_url = _start_fake(
         "deepgram",
-        ["--stt-final-delay", "0", "--tts-first-byte", str(TTS_FIRST_BYTE_S)]
-        + (["--script", "long"] if steady else []),
+        ["--stt-final-delay", "0", "--tts-first-byte", str(TTS_FIRST_BYTE_S), "--script", script_name],
     )
     openai, openai_url = _start_fake("openai", ["--first-token", str(LLM_FIRST_TOKEN_S)])
     fakes = {"deepgram": deepgram, "openai": openai}
@@ -835,8 +834,7 @@ async def run(
                     f"{LLM_FIRST_TOKEN_S * 1000:.0f} ms, TTS first byte {TTS_FIRST_BYTE_S * 1000:.0f} ms "
                     f"(serial sum {PROVIDER_S * 1000:.0f} ms)."
                 )
-                # Connections and caches; the lines the Deepgram fake was started with.
-                script = LONG_CALL_LINES if steady else CALLER_LINES
+                # Connections and caches.
                 await run_size(processes, 1, 0.0, call_timeout, label=" (warm-up)", lines=script)
                 if profile:
                     os.kill(server.pid, signal.SIGUSR2)  # start sampling: the measured sizes only
@@ -850,6 +848,7 @@ async def run(
                             call_timeout,
                             turns_out=turns_out,
                             steady=steady,
+                            lines=script,
                         )
                         for _ in range(repeat)
                     ]
