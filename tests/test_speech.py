@@ -242,6 +242,18 @@ async def test_deepgram_tts_closes_an_abandoned_socket_it_cannot_clear(fake_deep
     await tts.aclose()
 
 
+async def test_deepgram_tts_sentence_waits_for_the_socket_being_opened_for_it(
+    fake_deepgram: FakeDeepgram,
+) -> None:
+    tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
+    tts.prepare()  # the sentence comes before that socket's handshake has finished
+    audio = b"".join([c async for c in tts.synthesize("Hello there.")])
+    assert len(audio) / 8000 == pytest.approx(12 / 12, rel=0.2)
+    assert list(fake_deepgram.speak_sockets_flushed.values()) == [1]  # one socket, not a second
+    assert fake_deepgram.speak_sockets_open() == 1
+    await tts.aclose()
+
+
 async def test_deepgram_tts_opens_sockets_ahead_for_promised_sentences(fake_deepgram: FakeDeepgram) -> None:
     tts = DeepgramTTS(api_key=DEFAULT_API_KEY, base_url=fake_deepgram.base_url)
     tts.prepare()  # two model requests started: two sentences are coming

@@ -427,7 +427,8 @@ class DeepgramTTS:
     `max_idle`), so `prepare` (called when a model request starts, ~350 ms before its
     first sentence) opens a socket in the background when the fresh idle ones and those
     being opened are fewer than the sentences promised in the last `PROMISE_SECONDS`. The
-    handshake then no longer sits between the first sentence and its audio.
+    handshake then no longer sits between the first sentence and its audio. A sentence that
+    comes while that socket is still opening waits for it rather than opening another.
     """
 
     name = "deepgram"
@@ -478,7 +479,7 @@ class DeepgramTTS:
             return
         if self._promises:
             self._promises.popleft()
-        socket = self._take()
+        socket = await self._take_or_wait()
         reused = socket is not None
         if socket is None:
             socket = await self._open()
@@ -540,6 +541,19 @@ class DeepgramTTS:
                 return None
             if kind == "Warning":
                 log.warning("deepgram tts warning %s: %s", message.code, message.description)
+
+    async def _take_or_wait(self) -> _SpeakSocket | None:
+        """An idle socket; if none, one that `prepare` is still opening (its handshake started
+        before this sentence came, so it is ready sooner than a new one would be)."""
+        loop = asyncio.get_running_loop()
+        socket = self._take()
+        while socket is None:
+            opening = [task for task in self._opening if task.get_loop() is loop]
+            if not opening:
+                return None
+            await asyncio.wait(opening, return_when=asyncio.FIRST_COMPLETED)
+            socket = self._take()
+        return socket
 
     def _take(self) -> _SpeakSocket | None:
         """The oldest idle socket that is fresh and has a flush left (so flushes spread out)."""
