@@ -502,13 +502,10 @@ class DeepgramTTS:
                 first = await self._next(socket)
             flushed = True
         finally:
-            if not flushed:
-                self._recycle(socket)
-            elif len(self._idle) < self.max_pooled:
-                socket.idle_since = time.monotonic()
-                self._idle.append(socket)
+            if flushed:
+                self._pool(socket)
             else:
-                self._retire(socket)
+                self._recycle(socket)
 
     @property
     def idle_sockets(self) -> int:
@@ -605,11 +602,18 @@ class DeepgramTTS:
                 "deepgram tts: clearing an abandoned socket failed (%s); closing it", type(error).__name__
             )
         finally:
-            if cleared and len(self._idle) < self.max_pooled:
-                socket.idle_since = time.monotonic()
-                self._idle.append(socket)
+            if cleared:
+                self._pool(socket)
             else:
                 self._retire(socket)
+
+    def _pool(self, socket: _SpeakSocket) -> None:
+        """A socket done with its sentence: idle in the pool if there is room, else closed."""
+        if len(self._idle) < self.max_pooled:
+            socket.idle_since = time.monotonic()
+            self._idle.append(socket)
+        else:
+            self._retire(socket)
 
     def _retire(self, socket: _SpeakSocket) -> None:
         task = asyncio.create_task(self._close(socket))
