@@ -90,6 +90,19 @@ def ulaw_rms(ulaw: bytes) -> float:
     return float(np.sqrt(_ULAW_SQUARED.take(np.frombuffer(ulaw, dtype=np.uint8)).mean()))
 
 
+# mu-law byte -> 1 if its sample is at least 1000 on the PCM16 scale (about -30 dBFS), else 0.
+_LOUD = bytes(int(abs(int(sample)) >= 1000) for sample in ULAW_TO_PCM16)
+
+
+def is_loud(ulaw: bytes) -> bool:
+    """At least a tenth of the samples are louder than about -30 dBFS: speech, not a quiet line.
+
+    A byte-table count (about 0.4 us a frame, against about 7 us for `ulaw_rms`), cheap
+    enough to run on every inbound frame of every call.
+    """
+    return ulaw.translate(_LOUD).count(1) * 10 >= len(ulaw) > 0
+
+
 def is_silent(ulaw: bytes, threshold: float = 100.0) -> bool:
     """True if mu-law audio is quieter than `threshold` RMS (default about -50 dBFS)."""
     return ulaw_rms(ulaw) < threshold

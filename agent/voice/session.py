@@ -77,6 +77,7 @@ from agent.voice.text import (
     wants_floor,
     word_key,
 )
+from telephony.audio import is_loud
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,14 @@ class VoiceConfig:
     barge_in_min_words: int = 2
     barge_in_min_seconds: float = 0.4
     pacer_lead_frames: int = 3
-    # While the agent talks, the caller's audio is only watched for a barge-in (which needs
-    # `barge_in_min_seconds` of speech anyway), so it goes to the STT this many frames at a
-    # time: a third of the messages, for at most 40 ms later barge-in. Otherwise frame by frame.
-    stt_frames_while_speaking: int = 3
+    # Caller audio goes to the STT this many frames at a time (a third of the messages, each
+    # event at most 40 ms later), except quiet frames within `stt_endpoint_window` s after
+    # loud ones while the agent is silent: the STT times its endpointing (300 ms) and
+    # utterance end (1000 ms) on those, so each goes at once and a final is never held back.
+    # Speech itself, a quiet line between turns and anything said while the agent talks
+    # (watched only for a barge-in, which needs `barge_in_min_seconds` anyway) are batched.
+    stt_frames_per_send: int = 3
+    stt_endpoint_window: float = 1.5
     # Pre-emptive generation (see `agent.voice.calls.TurnDraft`): start the brain once the
     # caller's words have not changed for `preempt_after` s, before the final transcript.
     # Interims come hundreds of ms apart (the local Deepgram server: one per 500 ms of
@@ -326,7 +331,8 @@ class VoiceSession:
         # When the caller's audio (as the STT counts it) began, on our clock; see `feed_audio`.
         self._audio_origin: float | None = None
         self._audio_fed = 0.0  # seconds of caller audio given to the STT
-        self._stt_pending = bytearray()  # caller audio held back while the agent talks
+        self._stt_pending = bytearray()  # caller audio held back to go in one STT message
+        self._loud_until = -1.0  # audio seconds: quiet frames before this go to the STT at once
         self._started = clock()
         self._silence_deadline: float | None = None
         self._silence_strikes = 0
@@ -363,13 +369,19 @@ class VoiceSession:
         origin = self.clock() - self._audio_fed
         if self._audio_origin is None or origin < self._audio_origin:
             self._audio_origin = origin
-        if self.pacer.busy():
+        if is_loud(ulaw):
+            self._loud_until = self._audio_fed + self.config.stt_endpoint_window
+            at_once = False
+        else:
+            at_once = self._audio_fed <= self._loud_until and not self.pacer.busy()
+        if at_once:
+            if self._stt_pending:
+                ulaw, self._stt_pending = bytes(self._stt_pending + ulaw), bytearray()
+        else:
             self._stt_pending += ulaw
-            if len(self._stt_pending) < self.config.stt_frames_while_speaking * FRAME_BYTES:
+            if len(self._stt_pending) < self.config.stt_frames_per_send * FRAME_BYTES:
                 return
             ulaw, self._stt_pending = bytes(self._stt_pending), bytearray()
-        elif self._stt_pending:
-            ulaw, self._stt_pending = bytes(self._stt_pending + ulaw), bytearray()
         await self._stream.send(ulaw)
 
     def on_mark(self, name: str) -> None:
@@ -861,7 +873,7 @@ class VoiceSession:
         stt_seconds = 0.0
         if self._stream is not None:
             try:
-                if self._stt_pending:  # the caller's last words while we talked
+                if self._stt_pending:  # the caller's last frames, held for a batch
                     await self._stream.send(bytes(self._stt_pending))
                 stt_seconds = await self._stream.close()
             except Exception:  # a broken STT connection must not lose the call's record
