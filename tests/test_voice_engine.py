@@ -22,7 +22,7 @@ from agent.tools.base import Effect, ToolBox
 from agent.tools.registry import ALL_TOOLS
 from agent.voice.calls import CallUsage, TurnDraft, VoiceCall, VoiceCalls
 from agent.voice.pacer import FRAME_BYTES, Pacer, frames_of, pad_frame
-from agent.voice.text import SentenceSplitter, greeting, is_backchannel, wants_floor, word_key
+from agent.voice.text import SentenceSplitter, greeting, is_backchannel, unfinished, wants_floor, word_key
 from hibachi.context import AppContext
 
 TZ = ZoneInfo("America/Los_Angeles")
@@ -310,6 +310,18 @@ def test_real_words_take_the_floor(said: str, seconds: float) -> None:
 
 def test_a_short_single_word_does_not_take_the_floor() -> None:
     assert not wants_floor("Saturday", seconds=0.2)
+
+
+@pytest.mark.parametrize(
+    "said", ["I'd like a table for", "what's open on the", "can I book for um", "Me and my", "How about"]
+)
+def test_words_that_stop_mid_sentence_are_unfinished(said: str) -> None:
+    assert unfinished(word_key(said))
+
+
+@pytest.mark.parametrize("said", ["What's open on December 12?", "Thank you", "six pm for ten", "Yes.", ""])
+def test_a_request_that_could_end_here_is_not_unfinished(said: str) -> None:
+    assert not unfinished(word_key(said))
 
 
 def test_greeting_names_the_location_and_time_of_day() -> None:

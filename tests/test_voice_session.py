@@ -822,6 +822,26 @@ async def test_a_caller_who_goes_on_gets_one_answer_and_no_effects_from_the_draf
     assert "preempted" not in said[-1].marks
 
 
+async def test_words_that_stop_mid_sentence_start_no_draft(voice: Voice, db: Sessions) -> None:
+    brain = RecordingBrain(DeterministicBrain())
+    voice.install_brain(brain)
+    question = f"what's open on {spoken_day(EVENT_DAY)}"
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        stream.speech_started()
+        stream.interim("what's open on", seconds=0.5)
+        await asyncio.sleep(0.5)  # five times the wait for stable words
+        assert brain.texts == []  # "on" what? No draft spends tokens on it
+        stream.interim(question, seconds=0.9)
+        await eventually(lambda: brain.texts == [question])
+        stream.final(question.capitalize() + "?", seconds=0.9)
+        await until(lambda: _has_reply_to(db, question.capitalize() + "?"))
+        await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
+    assert brain.texts == [question]  # one draft, adopted
+    assert "preempted" in (await agent_messages(db))[-1].marks
+
+
 async def test_a_drafts_first_sentence_is_synthesised_before_the_caller_finishes(
     voice: Voice, db: Sessions
 ) -> None:

@@ -20,9 +20,10 @@ barge-in too, so such callers can still interrupt.
 
 Pre-emptive generation (`VoiceConfig.preempt`, on when the STT has interim results):
 when the caller's words (finals so far + the latest interim, compared as lower-case
-words) have not changed for `preempt_after` (100 ms), a `TurnDraft` starts the brain
-on them. The draft has no effects until confirmed: it writes nothing, its text is
-buffered (no audio), and its first effectful tool call waits. When the final arrives
+words) have not changed for `preempt_after` (100 ms), and do not stop mid-sentence (on
+"the", "for", "to", "um", ...: `text.unfinished`), a `TurnDraft` starts the brain on
+them. The draft has no effects until confirmed: it writes nothing, its text is buffered
+(no audio), and its first effectful tool call waits. When the final arrives
 with the same words the turn adopts the draft (its reply is already there: the
 endpointing wait and the final's delay are hidden); if new words arrive, or the final
 differs, the draft is cancelled and the full utterance gets one ordinary turn. At
@@ -74,6 +75,7 @@ from agent.voice.text import (
     SentenceSplitter,
     greeting,
     is_backchannel,
+    unfinished,
     wants_floor,
     word_key,
 )
@@ -514,7 +516,7 @@ class VoiceSession:
         if self._stable_timer is not None:
             self._stable_timer.cancel()
         self._stable_timer = None
-        if said:
+        if said and not unfinished(said):  # mid-sentence words wait for the next ones
             self._stable_timer = asyncio.get_running_loop().call_later(
                 self.config.preempt_after, self._events.put_nowait, Stable(self._candidate_version)
             )

@@ -33,6 +33,15 @@ BACKCHANNELS = frozenset(
 )  # fmt: skip
 # Short words that do mean "stop talking".
 STOP_WORDS = frozenset({"stop", "wait", "hold", "hang", "sorry", "excuse", "actually", "no", "hello"})
+# Words a finished request does not end on. While the caller's words end with one they are
+# mid-sentence ("a table for", "what's open on the", "I'd like to um"): a draft answer to
+# them would be thrown away when the next words come, its prompt tokens paid for.
+DANGLING = frozenset(
+    {
+        "a", "an", "the", "and", "or", "but", "of", "on", "in", "at", "for", "to", "from",
+        "with", "about", "by", "into", "my", "your", "our", "their", "um", "uh", "er", "erm",
+    }
+)  # fmt: skip
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-:.,][a-z0-9]+)*")
 
@@ -76,6 +85,12 @@ def word_key(text: str) -> tuple[str, ...]:
     numbers ("6pm", "3", "4:30"), punctuation and case ignored. Digits count: "December"
     and "December 3" are different requests."""
     return tuple(_TOKEN.findall(text.lower().replace("'", "")))
+
+
+def unfinished(said: tuple[str, ...]) -> bool:
+    """Words (`word_key`) that stop mid-sentence: they end with an article, a preposition,
+    a conjunction, a possessive or a hesitation."""
+    return bool(said) and said[-1] in DANGLING
 
 
 def is_backchannel(text: str) -> bool:
