@@ -74,6 +74,18 @@ def test_rms_of_silence_is_zero_and_of_a_sine_is_amplitude_over_root_two() -> No
     assert not audio.is_silent(tone[:160])
 
 
+@pytest.mark.parametrize(("amplitude", "loud"), [(8000, True), (2000, True), (300, False), (0, False)])
+def test_a_frame_is_loud_from_about_minus_30_dbfs(amplitude: int, loud: bool) -> None:
+    frame = audio.tone_ulaw(300, 20, amplitude=amplitude) if amplitude else audio.SILENT_FRAME
+    assert audio.is_loud(frame) is loud
+
+
+def test_line_noise_is_not_loud_and_an_empty_frame_is_not_either() -> None:
+    noise = np.random.default_rng(7).normal(0, 100, 160).astype("<i2").tobytes()  # about -50 dBFS
+    assert not audio.is_loud(audio.pcm16_to_ulaw(noise))
+    assert not audio.is_loud(b"")
+
+
 @pytest.mark.parametrize(
     ("from_rate", "to_rate"), [(8000, 16000), (8000, 24000), (24000, 8000), (16000, 8000)]
 )
