@@ -86,6 +86,19 @@ GC_PAUSES = GcPauses()
 YOUNG_PASS_AFTER = 7000  # net new container objects per young-generation pass (Python's default: 700)
 FULL_PASS_AFTER = 100  # middle-generation passes per full collector pass (Python's default: 10)
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Provider clients that log every request at INFO: httpx/httpx2 (the OpenAI SDK's
+# transport) a line per model request, twilio ~10 lines per REST call with its headers.
+# Per-request noise in the server's log, and CPU on every model request under load.
+CHATTY_CLIENT_LOGGERS = ("httpx", "httpx2", "twilio")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Root logging for `hibachi serve`/`worker` and each `--workers` process; chatty clients at WARNING."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    for name in CHATTY_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
 
 class RequestMetrics:
     """Pure ASGI middleware: request latency by route template into a Prometheus histogram."""

@@ -85,9 +85,9 @@ def serve(
     """Run the HTTP/WebSocket server (embedded PostgreSQL and Redis unless configured)."""
     import uvicorn
 
-    from hibachi.app import create_app
+    from hibachi.app import configure_logging, create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     _exit_on_sigterm()
     settings, servers = _prepare(Settings())
     try:
@@ -122,10 +122,10 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run the job worker alone (reminders, deposit expiry, text outbox) for scale-out."""
-    from hibachi.app import start
+    from hibachi.app import configure_logging, start
     from hibachi.jobs import build_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     _exit_on_sigterm()
     settings, servers = _prepare(Settings())
 

@@ -218,6 +218,32 @@ def test_serve_with_two_workers_shares_one_database_and_sums_their_metrics(
     assert log.count("Application startup complete") == 2
 
 
+def test_server_logging_keeps_our_lines_and_drops_provider_clients_request_dumps() -> None:
+    # What `hibachi serve`, `hibachi worker` and each `--workers` process set up: the real
+    # twilio client dumps every REST call (headers included) at INFO, httpx2 (the OpenAI
+    # SDK's transport) a line per model request; ours stay at INFO.
+    script = """
+import logging
+from hibachi.app import configure_logging
+from twilio.http.http_client import TwilioHttpClient
+configure_logging()
+TwilioHttpClient().log_request(
+    {"method": "POST", "url": "https://api.twilio.com/2010-04-01/Calls/CA1.json", "params": None,
+     "headers": {"User-Agent": "twilio-python"}}
+)
+logging.getLogger("httpx2").info("HTTP Request: POST https://api.openai.com/v1/chat/completions")
+logging.getLogger("agent.voice.session").info("transferring call CA1 to +14085550100")
+logging.getLogger("twilio.http_client").warning("Twilio answered 503")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "INFO agent.voice.session: transferring call CA1 to +14085550100" in result.stderr
+    assert "WARNING twilio.http_client: Twilio answered 503" in result.stderr
+    assert "Twilio API Request" not in result.stderr
+    assert "HTTP Request" not in result.stderr
+
+
 async def test_sigterm_mid_call_stops_promptly_and_keeps_the_call(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
