@@ -97,7 +97,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import uvloop
@@ -275,18 +275,49 @@ def concurrency(results: Sequence[CallResult], window: tuple[float, float]) -> f
     return overlap / (end - start)
 
 
-async def turn_marks(client: httpx.AsyncClient, phone: str) -> list[dict[str, float]]:
-    """Per caller turn of `phone`'s last call: the server's latency marks (ms after speech end)."""
+@dataclass
+class CallRecord:
+    """What the conversation API holds on one simulated call."""
+
+    marks: list[dict[str, float]] = field(default_factory=list)  # per answered caller turn
+    caller_turns: int = 0
+    cost: dict[str, Any] = field(default_factory=dict)  # the conversation's `cost`
+
+
+async def call_record(client: httpx.AsyncClient, phone: str) -> CallRecord:
+    """`phone`'s last call: per caller turn the server's latency marks (ms after speech end), and its cost."""
     listing = await client.get("/v1/conversations", params={"phone": phone, "channel": "voice", "limit": 1})
     items = listing.json().get("items") or []
     if listing.status_code != 200 or not items:
-        return []
+        return CallRecord()
     detail = (await client.get(f"/v1/conversations/{items[0]['id']}")).json()
-    return [
-        message["marks"]
-        for message in detail["messages"]
-        if message["role"] == "agent" and "final_transcript" in (message.get("marks") or {})
-    ]
+    return CallRecord(
+        marks=[
+            message["marks"]
+            for message in detail["messages"]
+            if message["role"] == "agent" and "final_transcript" in (message.get("marks") or {})
+        ],
+        caller_turns=sum(message["role"] == "customer" for message in detail["messages"]),
+        cost=detail.get("cost") or {},
+    )
+
+
+def cost_line(records: Sequence[CallRecord]) -> str:
+    """Provider cost per caller turn over every call of a run (list prices, `agent/cost.py`)."""
+    turns = sum(record.caller_turns for record in records)
+    if not turns:
+        return "cost per caller turn: no turns recorded"
+
+    def total(key: str) -> float:
+        return sum(float(record.cost.get(key) or 0) for record in records)
+
+    return (
+        f"cost per caller turn ({turns} turns, every call): ${total('usd') / turns:.5f} "
+        f"(LLM ${total('llm') / turns:.5f}: {total('prompt_tokens') / turns:.0f} prompt + "
+        f"{total('completion_tokens') / turns:.0f} completion tokens; TTS ${total('tts') / turns:.5f}: "
+        f"{total('tts_characters') / turns:.0f} characters, drafts' speech ahead included; "
+        f"STT ${total('stt') / turns:.5f})"
+    )
 
 
 def provider_path_ms(preempted_ms: float | None, *, ahead: bool = False) -> float:
@@ -532,7 +563,7 @@ async def run_size(
             base_url=processes.base, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
         )
         async with api:
-            marks = await asyncio.gather(*(turn_marks(api, r.phone) for r in results))
+            records = await asyncio.gather(*(call_record(api, r.phone) for r in results))
 
     own: list[float] = []
     latencies: list[float] = []
@@ -540,7 +571,8 @@ async def run_size(
     drafted = spoke_ahead = 0
     stage_ms: dict[str, list[float]] = {}
     late_ms: dict[str, list[float]] = {}
-    for result, call_marks in zip(results, marks, strict=True):
+    for result, call in zip(results, records, strict=True):
+        call_marks = call.marks
         for latency, number, ended in zip(
             result.latencies, result.timed_turns, result.speech_ends, strict=True
         ):
@@ -640,6 +672,7 @@ async def run_size(
         f"server pacer lateness histogram p50 <= {sj50 * 1000:g} ms  p99 <= {sj99 * 1000:g} ms "
         f"({n_sj} frames; a frame sent late because the loop was busy counts its lateness)"
     )
+    print(cost_line(records))
     stages = []
     for stage in ("final_transcript", "first_token", "first_sentence", "first_tts_byte", "first_audio_sent"):
         key = f"hibachi_voice_turn_seconds{{{stage}}}"

@@ -1,8 +1,8 @@
-"""benchmarks.voice's steady mode: which turns it times and how many calls were up."""
+"""benchmarks.voice: which turns its steady mode times, how many calls were up, the cost per turn."""
 
 from __future__ import annotations
 
-from benchmarks.voice import CallResult, Steady, concurrency
+from benchmarks.voice import CallRecord, CallResult, Steady, concurrency, cost_line
 from benchmarks.voice_fakes import LONG_CALL_LINES, caller_lines
 from telephony.fakes.deepgram_server import HeardUtterance
 
@@ -29,3 +29,37 @@ def test_the_deepgram_fake_hears_each_utterance_as_the_next_line_of_its_script()
     heard = [line(HeardUtterance(0, index, 0.0, 1.0, b"")) for index in range(6)]
 
     assert heard == [*LONG_CALL_LINES, LONG_CALL_LINES[-1], LONG_CALL_LINES[-1]]
+
+
+def test_cost_per_caller_turn_sums_every_call_of_the_run() -> None:
+    records = [
+        CallRecord(
+            caller_turns=4,
+            cost={
+                "usd": "0.006",
+                "llm": "0.001",
+                "tts": "0.004",
+                "stt": "0.001",
+                "prompt_tokens": 3000,
+                "completion_tokens": 80,
+                "tts_characters": 120,
+            },
+        ),
+        CallRecord(
+            caller_turns=2,
+            cost={
+                "usd": "0.003",
+                "llm": "0.0005",
+                "tts": "0.002",
+                "stt": "0.0005",
+                "prompt_tokens": 1800,
+                "completion_tokens": 40,
+                "tts_characters": 60,
+            },
+        ),
+    ]
+    line = cost_line(records)
+    assert line.startswith("cost per caller turn (6 turns, every call): $0.00150 ")
+    assert "800 prompt + 20 completion tokens" in line
+    assert "TTS $0.00100: 30 characters" in line
+    assert cost_line([CallRecord()]) == "cost per caller turn: no turns recorded"
