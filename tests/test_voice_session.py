@@ -871,6 +871,69 @@ async def test_a_drafts_first_sentence_is_synthesised_before_the_caller_finishes
     assert lines[CostKind.tts].quantity == sum(len(t) for t in voice.tts.texts)
 
 
+async def test_a_draft_made_while_the_caller_talks_goes_to_the_tts_once_they_stop(
+    voice: Voice, db: Sessions
+) -> None:
+    brain = RecordingBrain(DeterministicBrain())
+    voice.install_brain(brain)
+    question = f"what's open on {spoken_day(EVENT_DAY)}"
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        spoken = len(voice.tts.texts)
+        _, talking = sim.queue_speech(tone_ulaw(300, 1500))  # the caller's voice, still going
+        stream.speech_started()
+        stream.interim(question, seconds=0.6)
+        await eventually(lambda: brain.texts == [question])  # stable words: a draft
+        await asyncio.sleep(0.4)
+        assert not talking.is_set()
+        assert len(voice.tts.texts) == spoken  # its first sentence waits: they may go on
+        await talking.wait()
+        await eventually(more_than(voice.tts.texts, spoken))  # quiet now: synthesised ahead
+        ahead = voice.tts.texts[spoken]
+        stream.final(question.capitalize() + "?", seconds=1.5)
+        await until(lambda: _has_reply_to(db, question.capitalize() + "?"))
+        await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
+        call_sid = sim.call_sid
+    await until(lambda: _ended(db, call_sid))
+    reply = (await agent_messages(db))[-1]
+    assert "speech_ahead" in reply.marks
+    assert reply.text.startswith(ahead)
+    assert voice.tts.texts.count(ahead) == 1  # played from what was synthesised ahead
+
+
+async def test_a_draft_overtaken_while_the_caller_talks_never_reaches_the_tts(
+    voice: Voice, db: Sessions
+) -> None:
+    brain = RecordingBrain(DeterministicBrain())
+    voice.install_brain(brain)
+    first = f"what's open on {spoken_day(EVENT_DAY)}"
+    full = f"{first}, no wait, first tell me how much the lobster upgrade is"
+    async with voice.call() as sim:
+        await sim.wait_for_agent_silence(quiet_for=0.1)
+        stream = await voice.stream()
+        spoken = len(voice.tts.texts)
+        _, talking = sim.queue_speech(tone_ulaw(300, 1500))
+        stream.speech_started()
+        stream.interim(first, seconds=0.6)
+        await eventually(lambda: brain.texts == [first])
+        await asyncio.sleep(0.3)
+        stream.interim(f"{first}, no wait", seconds=1.0)  # the caller goes on: discarded
+        await talking.wait()
+        stream.final(full, seconds=1.5)
+        await until(lambda: _has_reply_to(db, full))
+        await sim.wait_for_agent_silence(quiet_for=0.15, require_audio=False)
+        call_sid = sim.call_sid
+    await until(lambda: _ended(db, call_sid))
+    said = " ".join(m.text for m in await agent_messages(db))
+    assert brain.texts[0] == first
+    synthesised = voice.tts.texts[spoken:]
+    assert synthesised  # the reply to the whole question
+    assert all(text in said for text in synthesised)  # nothing synthesised for the draft
+    lines = await costs(db)
+    assert lines[CostKind.tts].quantity == sum(len(t) for t in voice.tts.texts)
+
+
 async def test_speech_synthesised_for_a_discarded_draft_is_never_played_but_is_billed(
     voice: Voice, db: Sessions
 ) -> None:

@@ -7,6 +7,11 @@ Nothing is played: if the final transcript confirms the draft, the reply's first
 plays from here (`take`) instead of waiting for the TTS's first byte; if the draft is
 discarded, `cancel` stops it. Either way the characters sent to the TTS are billed, so the
 session counts them (`sentence`).
+
+While the caller is still talking (`hold()`), a finished first sentence waits: a draft
+made mid-speech is usually overtaken by the next words, and its audio would be paid for
+and thrown away. The session `release`s it once the caller has gone quiet; the STT's
+endpointing (300 ms) is longer than a TTS's first byte, so a reply loses nothing by it.
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ log = logging.getLogger(__name__)
 
 
 class SpeechAhead:
-    def __init__(self, tts: TTS, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, tts: TTS, clock: Callable[[], float], hold: Callable[[], bool] = lambda: False
+    ) -> None:
         self._tts = tts
         self._clock = clock
+        self._hold = hold
         self._splitter = SentenceSplitter()
+        self.held: str | None = None  # a first sentence waiting for the caller to go quiet
         self.sentence: str | None = None  # set when its synthesis starts
         self.started: float | None = None  # when (on `clock`)
         self.taken = False
@@ -38,14 +47,22 @@ class SpeechAhead:
 
     def feed(self, text: str | None) -> None:
         """The draft's next piece of text, or None once its text is complete."""
-        if self.sentence is not None:
+        if self.sentence is not None or self.held is not None:
             return
         sentences = self._splitter.push(text) if text is not None else self._splitter.flush()
         if sentences:
-            self.sentence = sentences[0]
-            self.started = self._clock()
-            self._task = asyncio.create_task(self._synthesize(self.sentence), name="voice:speech-ahead")
-            self._task.add_done_callback(free_when_cancelled)
+            self.held = sentences[0]
+            if not self._hold():
+                self.release()
+
+    def release(self) -> None:
+        """Start synthesising the held sentence (the caller went quiet, or it is to be played)."""
+        if self.held is None or self.sentence is not None:
+            return
+        self.sentence, self.held = self.held, None
+        self.started = self._clock()
+        self._task = asyncio.create_task(self._synthesize(self.sentence), name="voice:speech-ahead")
+        self._task.add_done_callback(free_when_cancelled)
 
     async def _synthesize(self, sentence: str) -> None:
         chunks = self._tts.synthesize(sentence)
@@ -67,6 +84,8 @@ class SpeechAhead:
 
     def take(self, sentence: str) -> AsyncIterator[bytes] | None:
         """The audio of `sentence` if it is the one being synthesised ahead, else None."""
+        if sentence == self.held:
+            self.release()
         if self.taken or sentence != self.sentence:
             return None
         self.taken = True

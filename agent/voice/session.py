@@ -115,6 +115,10 @@ class VoiceConfig:
     # (watched only for a barge-in, which needs `barge_in_min_seconds` anyway) are batched.
     stt_frames_per_send: int = 3
     stt_endpoint_window: float = 1.5
+    # A draft's first sentence goes to the TTS ahead of the final only once the caller's
+    # audio has been quiet this long (longer than the gaps between words): one made while
+    # they talk is usually overtaken, and its synthesis would be billed for nothing.
+    speech_ahead_after_quiet: float = 0.1
     # Pre-emptive generation (see `agent.voice.calls.TurnDraft`): start the brain once the
     # caller's words have not changed for `preempt_after` s, before the final transcript.
     # Interims come hundreds of ms apart (the local Deepgram server: one per 500 ms of
@@ -334,7 +338,7 @@ class VoiceSession:
         self._audio_origin: float | None = None
         self._audio_fed = 0.0  # seconds of caller audio given to the STT
         self._stt_pending = bytearray()  # caller audio held back to go in one STT message
-        self._loud_until = -1.0  # audio seconds: quiet frames before this go to the STT at once
+        self._last_loud = -1e9  # audio seconds at the end of the caller's last loud frame
         self._started = clock()
         self._silence_deadline: float | None = None
         self._silence_strikes = 0
@@ -372,10 +376,14 @@ class VoiceSession:
         if self._audio_origin is None or origin < self._audio_origin:
             self._audio_origin = origin
         if is_loud(ulaw):
-            self._loud_until = self._audio_fed + self.config.stt_endpoint_window
+            self._last_loud = self._audio_fed
             at_once = False
         else:
-            at_once = self._audio_fed <= self._loud_until and not self.pacer.busy()
+            quiet = self._audio_fed - self._last_loud
+            at_once = quiet <= self.config.stt_endpoint_window and not self.pacer.busy()
+            held = self._preemption.ahead if self._preemption is not None else None
+            if held is not None and held.held and quiet >= self.config.speech_ahead_after_quiet:
+                held.release()
         if at_once:
             if self._stt_pending:
                 ulaw, self._stt_pending = bytes(self._stt_pending + ulaw), bytearray()
@@ -546,7 +554,7 @@ class VoiceSession:
         PREEMPTIONS.labels("started").inc()
         draft = self.calls.draft(self.call, self._candidate_text)
         self.tts.prepare()  # its first sentence is ~a model's first token away
-        ahead = SpeechAhead(self.tts, self.clock)
+        ahead = SpeechAhead(self.tts, self.clock, hold=self._caller_talking)
         draft.preview = ahead.feed
         self._preemption = Preemption(draft, self._candidate, self.clock(), ahead)
 
@@ -564,6 +572,9 @@ class VoiceSession:
         ahead.cancel()
         if ahead.sentence is not None:
             self.tts_characters += len(ahead.sentence)
+
+    def _caller_talking(self) -> bool:
+        return self._audio_fed - self._last_loud < self.config.speech_ahead_after_quiet
 
     def _agent_speaking(self) -> bool:
         return any(not u.done.is_set() for u in self._live)
