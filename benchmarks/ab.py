@@ -92,6 +92,9 @@ def run_once(side: Side, calls: int) -> None:
     side.run_p99.append(p99)
     side.run_cpu.append(seconds)
     print(f"  {side.name}: own p99 {p99} ms, server CPU {seconds} s", flush=True)
+    costs = [line for line in done.stdout.splitlines() if line.startswith("cost per caller turn")]
+    if costs:  # the measured size's (the warm-up call's comes first)
+        print(f"    {costs[-1]}", flush=True)
 
 
 def main() -> None:
