@@ -343,7 +343,8 @@ def hop_lateness(marks: dict[str, float]) -> dict[str, float]:
         late["stt final"] = final - STT_FINAL_S * 1000
     preempted, ahead = marks.get("preempted"), marks.get("speech_ahead")
     if preempted is not None and ahead is not None:
-        late["model first sentence"] = ahead - (preempted + LLM_FIRST_TOKEN_S * 1000)
+        drafted = marks.get("draft_sentence", ahead)  # ready; the TTS may wait for the caller's quiet
+        late["model first sentence"] = drafted - (preempted + LLM_FIRST_TOKEN_S * 1000)
     elif preempted is None and final is not None and "first_sentence" in marks:
         late["model first sentence"] = marks["first_sentence"] - (final + LLM_FIRST_TOKEN_S * 1000)
     sentence = marks.get("first_sentence")

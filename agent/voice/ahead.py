@@ -36,6 +36,7 @@ class SpeechAhead:
         self._hold = hold
         self._splitter = SentenceSplitter()
         self.held: str | None = None  # a first sentence waiting for the caller to go quiet
+        self.ready: float | None = None  # when the first sentence was complete (on `clock`)
         self.sentence: str | None = None  # set when its synthesis starts
         self.started: float | None = None  # when (on `clock`)
         self.taken = False
@@ -52,6 +53,7 @@ class SpeechAhead:
         sentences = self._splitter.push(text) if text is not None else self._splitter.flush()
         if sentences:
             self.held = sentences[0]
+            self.ready = self._clock()
             if not self._hold():
                 self.release()
 

@@ -815,8 +815,10 @@ class VoiceSession:
         ahead = utterance.ahead.take(sentence) if utterance.ahead is not None and index == 0 else None
         chunks = ahead if ahead is not None else self.tts.synthesize(sentence)
         if ahead is not None and utterance.timing is not None and utterance.ahead is not None:
-            started = utterance.ahead.started or utterance.timing.origin
-            utterance.timing.marks["speech_ahead"] = round((started - utterance.timing.origin) * 1000, 1)
+            origin = utterance.timing.origin
+            drafted, started = utterance.ahead.ready or origin, utterance.ahead.started or origin
+            utterance.timing.marks["draft_sentence"] = round((drafted - origin) * 1000, 1)
+            utterance.timing.marks["speech_ahead"] = round((started - origin) * 1000, 1)
         try:
             async for chunk in chunks:
                 if utterance.interrupted:

@@ -66,10 +66,12 @@ async def place_call(
     return turns
 
 
-# "preempted": a draft started on a stable interim; "speech_ahead": its first sentence went
-# to the TTS then (both are negative when that happened before the caller stopped speaking).
+# "preempted": a draft started on a stable interim; "draft_sentence": its first sentence was
+# complete; "speech_ahead": that sentence went to the TTS (held while the caller still talked).
+# All three are negative when that happened before the caller stopped speaking.
 MARK_ORDER = (
     "preempted",
+    "draft_sentence",
     "speech_ahead",
     "final_transcript",
     "first_token",
