@@ -83,7 +83,6 @@ class GcPauses:
 
 
 GC_PAUSES = GcPauses()
-YOUNG_PASS_AFTER = 7000  # net new container objects per young-generation pass (Python's default: 700)
 FULL_PASS_AFTER = 100  # middle-generation passes per full collector pass (Python's default: 10)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -236,13 +235,8 @@ def create_app(settings: Settings, *, context: AppContext | None = None) -> Fast
         # stall every live call hears. Python runs one after 10 middle-generation passes
         # (~30 s under that load); after 100 (~5 min) they leave the steady state's turns be,
         # and the rarer passes find cyclic garbage all the same (benchmarks/RESULTS.md).
-        # A young pass walks the containers made since the last one and still alive: under
-        # load, mostly the coroutines and futures every call has in flight (~5000 at 100
-        # calls, ~2 ms a pass, about three a second, so on nearly every turn's path). After
-        # 7000 net new containers rather than 700 they come ~20x less often (each longer),
-        # and so do the middle passes (~8 ms each, every ~4 s before).
-        _, middle, _ = gc.get_threshold()
-        gc.set_threshold(YOUNG_PASS_AFTER, middle, FULL_PASS_AFTER)
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, FULL_PASS_AFTER)
         try:
             async with worker_running(ctx) if settings.hibachi_run_worker else contextlib.nullcontext():
                 yield
