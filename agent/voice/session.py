@@ -382,7 +382,7 @@ class VoiceSession:
             quiet = self._audio_fed - self._last_loud
             at_once = quiet <= self.config.stt_endpoint_window and not self.pacer.busy()
             held = self._preemption.ahead if self._preemption is not None else None
-            if held is not None and held.held and quiet >= self.config.speech_ahead_after_quiet:
+            if held is not None and held.held and not self._caller_talking():
                 held.release()
         if at_once:
             if self._stt_pending:
