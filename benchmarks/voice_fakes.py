@@ -122,6 +122,7 @@ def main() -> None:
             chars_per_second=args.chars_per_second,
             idle_timeout=60.0,
         )
+        deepgram.record = False  # as for the model's fake below
         deepgram.responder = caller_lines(SCRIPTS[args.script])
         serve(deepgram)
     else:

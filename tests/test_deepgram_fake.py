@@ -105,6 +105,40 @@ async def test_scripted_utterance_gets_interims_final_speech_final_and_utterance
     assert fake_deepgram.pending_transcripts == 0
 
 
+async def test_a_fake_not_recording_still_transcribes_and_speaks_but_keeps_no_messages(
+    fake_deepgram: FakeDeepgram,
+) -> None:
+    fake_deepgram.record = False
+    fake_deepgram.script_transcripts("table for four")
+    async with client(fake_deepgram).listen.v1.connect(**LIVE_OPTIONS) as conn:
+        await send_frames(conn, tone(0.8) + silence(0.6))
+        async for message in conn:
+            if message.type == "Results" and message.is_final:
+                final = message
+                break
+        await conn.send_close_stream()
+    async with client(fake_deepgram).speak.v1.connect(
+        model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000
+    ) as tts:
+        await tts.send_text(SpeakV1Text(type="Speak", text="Sure."))
+        await tts.send_flush()
+        received = []
+        while getattr(message := await tts.recv(), "type", None) != "Flushed":
+            received.append(message)
+    audio = b"".join(m for m in received if isinstance(m, bytes))
+
+    assert final.channel.alternatives[0].transcript == "table for four"
+    assert len(audio) > 0
+    conn_record = fake_deepgram.listen_connections[0]
+    assert conn_record.audio_seconds == pytest.approx(1.4)
+    assert conn_record.sent == []
+    assert conn_record.audio_messages == []
+    assert fake_deepgram.speak_requests == []
+    assert list(fake_deepgram.speak_sockets_flushed.values()) == [1]
+    fake_deepgram.reset()
+    assert fake_deepgram.record is True
+
+
 async def test_final_waits_the_configured_latency_after_the_endpoint(fake_deepgram: FakeDeepgram) -> None:
     fake_deepgram.stt_final_delay = 0.4
     fake_deepgram.script_transcripts("yes")

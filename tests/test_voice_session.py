@@ -994,26 +994,30 @@ async def test_preemption_gets_audio_to_the_caller_sooner(voice: Voice, db: Sess
 # ---- failures and edges over real sockets ------------------------------------------------------
 
 
+@pytest.mark.parametrize(("utterance_end_ms", "window"), [(1000, 1.5), (1600, 2.1)])
 async def test_caller_audio_goes_to_deepgram_frame_by_frame_only_while_an_endpoint_is_timed(
-    voice: Voice, db: Sessions
+    voice: Voice, db: Sessions, utterance_end_ms: int, window: float
 ) -> None:
-    """Three frames a message, except the quiet frames in the 1.5 s after speech: those go at once."""
+    """Three frames a message, except quiet frames while Deepgram times an utterance end
+    (plus half a second) after speech: those go at once."""
     with FakeDeepgram(tts_first_byte_delay=0.01, chars_per_second=40) as deepgram:
-        voice.ctx.extras["stt"] = DeepgramSTT(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
+        voice.ctx.extras["stt"] = DeepgramSTT(
+            api_key=DEEPGRAM_KEY, base_url=deepgram.base_url, utterance_end_ms=utterance_end_ms
+        )
         voice.ctx.extras["tts"] = DeepgramTTS(api_key=DEEPGRAM_KEY, base_url=deepgram.base_url)
         async with voice.call() as sim:
             await sim.wait_for_agent_silence(quiet_for=0.3)
             await sim.pause(0.3)  # a quiet line, the greeting over
             _, spoken = sim.queue_speech(tone_ulaw(300, 400))  # nothing scripted: no words, no turn
             await spoken.wait()
-            await sim.pause(2.2)
+            await sim.pause(window + 0.7)
             sent = sim.frames_sent
         await until(lambda: _ended(db, sim.call_sid))
     [listen] = deepgram.listen_connections
     runs = [(size, len(list(group))) for size, group in itertools.groupby(listen.audio_messages)]
     singles = [count for size, count in runs if size == 160]
     assert len(singles) == 1, runs  # one stretch frame by frame: the quiet after the tone
-    assert 73 <= singles[0] <= 76, runs  # 1.5 s of frames (the first may carry held ones)
+    assert window * 50 - 2 <= singles[0] <= window * 50 + 1, runs  # the first may carry held ones
     at_once = runs.index((160, singles[0]))
     before, after = runs[at_once - 1], runs[at_once + 1]
     assert before[0] == 3 * 160, runs  # the greeting, the quiet line and the tone: batched

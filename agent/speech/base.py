@@ -20,6 +20,9 @@ class STTCapabilities:
     interim_results: bool
     endpointing: bool  # emits speech_final / utterance ends by itself
     vad_events: bool  # emits SpeechStarted
+    # Seconds of quiet after speech within which the STT times its end-of-turn events on
+    # our audio (Deepgram: the longer of endpointing and utterance_end_ms); 0 if none.
+    endpoint_after: float = 0.0
 
 
 @dataclass(slots=True, frozen=True)

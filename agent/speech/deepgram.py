@@ -116,7 +116,6 @@ class DeepgramSTT:
     """Streaming Nova-3 recognition of 8 kHz mu-law phone audio."""
 
     name = "deepgram"
-    capabilities = STTCapabilities(interim_results=True, endpointing=True, vad_events=True)
 
     def __init__(
         self,
@@ -131,6 +130,12 @@ class DeepgramSTT:
         max_reconnects: int = 5,
     ) -> None:
         self._client = deepgram_client(api_key, base_url)
+        self.capabilities = STTCapabilities(
+            interim_results=True,
+            endpointing=True,
+            vad_events=True,
+            endpoint_after=max(endpointing_ms, utterance_end_ms) / 1000,
+        )
         self._options: dict[str, Any] = {
             "model": model,
             "encoding": "mulaw",

@@ -132,7 +132,6 @@ class LocalSTT:
     """Utterance-at-a-time recognition: VAD endpointing + Whisper tiny.en."""
 
     name = "local"
-    capabilities = STTCapabilities(interim_results=False, endpointing=True, vad_events=True)
 
     def __init__(
         self,
@@ -144,6 +143,9 @@ class LocalSTT:
     ) -> None:
         self.vad_aggressiveness = vad_aggressiveness
         self.end_silence = end_silence
+        self.capabilities = STTCapabilities(
+            interim_results=False, endpointing=True, vad_events=True, endpoint_after=end_silence
+        )
         self.max_utterance = max_utterance
         self.prompt = prompt
         self.engine = whisper_engine()

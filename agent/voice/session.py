@@ -108,13 +108,14 @@ class VoiceConfig:
     barge_in_min_seconds: float = 0.4
     pacer_lead_frames: int = 3
     # Caller audio goes to the STT this many frames at a time (a third of the messages, each
-    # event at most 40 ms later), except quiet frames within `stt_endpoint_window` s after
-    # loud ones while the agent is silent: the STT times its endpointing (300 ms) and
-    # utterance end (1000 ms) on those, so each goes at once and a final is never held back.
-    # Speech itself, a quiet line between turns and anything said while the agent talks
-    # (watched only for a barge-in, which needs `barge_in_min_seconds` anyway) are batched.
+    # event at most 40 ms later), except quiet frames within the STT's `endpoint_after`
+    # (Deepgram: utterance end, 1 s) plus `stt_endpoint_margin` s after loud ones while the
+    # agent is silent: the STT times its endpointing and utterance end on those, so each
+    # goes at once and a final is never held back. Speech itself, a quiet line between
+    # turns and anything said while the agent talks (watched only for a barge-in, which
+    # needs `barge_in_min_seconds` anyway) are batched.
     stt_frames_per_send: int = 3
-    stt_endpoint_window: float = 1.5
+    stt_endpoint_margin: float = 0.5
     # A draft's first sentence goes to the TTS ahead of the final only once the caller's
     # audio has been quiet this long (longer than the gaps between words): one made while
     # they talk is usually overtaken, and its synthesis would be billed for nothing.
@@ -349,6 +350,7 @@ class VoiceSession:
         self.transferred_to: str | None = None
         # Pre-emptive generation: the caller's words so far, and the draft thinking about them.
         self._preempt = self.config.preempt and stt.capabilities.interim_results
+        self._endpoint_window = stt.capabilities.endpoint_after + self.config.stt_endpoint_margin
         self._candidate: tuple[str, ...] = ()
         self._candidate_text = ""
         self._candidate_version = 0
@@ -380,7 +382,7 @@ class VoiceSession:
             at_once = False
         else:
             quiet = self._audio_fed - self._last_loud
-            at_once = quiet <= self.config.stt_endpoint_window and not self.pacer.busy()
+            at_once = quiet <= self._endpoint_window and not self.pacer.busy()
             held = self._preemption.ahead if self._preemption is not None else None
             if held is not None and held.held and not self._caller_talking():
                 held.release()

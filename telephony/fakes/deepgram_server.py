@@ -127,7 +127,10 @@ class FakeDeepgram(ServedFake):
     Knobs (plain attributes, change them any time): `stt_final_delay` (s from the
     endpoint to the final), `tts_first_byte_delay` (s before TTS audio), `interim_every`
     (stream s between interims), `chars_per_second` (speech rate of scripts and TTS),
-    `idle_timeout`, `tts_chunk_bytes`, `responder`.
+    `idle_timeout`, `tts_chunk_bytes`, `responder`. A long-lived fake (the voice
+    benchmark's) sets `record = False`: it then keeps no messages sent, audio message
+    sizes or syntheses (counts and sizes in bytes still add up), which would otherwise pile
+    up for its garbage collector and stall its event loop (the finals it sends with it).
     """
 
     def __init__(
@@ -150,6 +153,7 @@ class FakeDeepgram(ServedFake):
         self.idle_timeout = idle_timeout
         self.tts_chunk_bytes = tts_chunk_bytes
         self.responder: Responder | None = None
+        self.record = True
         self.listen_connections: list[ListenConnection] = []
         self.speak_requests: list[RecordedRequest] = []  # REST requests and socket flushes
         self._speak_sockets_opened = 0
@@ -209,7 +213,7 @@ class FakeDeepgram(ServedFake):
         return len(live)
 
     def reset(self) -> None:
-        """Forget recorded traffic, the script and the responder."""
+        """Forget recorded traffic, the script and the responder; record again."""
         with self._lock:
             self.listen_connections.clear()
             self.speak_requests.clear()
@@ -217,6 +221,7 @@ class FakeDeepgram(ServedFake):
             self.prerecorded_requests.clear()
             self._script.clear()
             self.responder = None
+            self.record = True
 
     # -- script ------------------------------------------------------------------------
 
@@ -456,6 +461,9 @@ class FakeDeepgram(ServedFake):
     def _record_flush(self, websocket: WebSocket, socket_id: int, text: str) -> None:
         """One synthesis, recorded like a REST request."""
         with self._lock:
+            self.speak_sockets_flushed[socket_id] = self.speak_sockets_flushed.get(socket_id, 0) + 1
+            if not self.record:
+                return
             self.speak_requests.append(
                 RecordedRequest(
                     "WS",
@@ -465,7 +473,6 @@ class FakeDeepgram(ServedFake):
                     form={k: list(v) for k, v in parse_qs(websocket.url.query).items()},
                 )
             )
-            self.speak_sockets_flushed[socket_id] = self.speak_sockets_flushed.get(socket_id, 0) + 1
 
 
 @dataclass(slots=True)
@@ -592,7 +599,8 @@ class _ListenSession:
 
     async def _emit_now(self, message: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(message))
-        self.conn.sent.append(message)
+        if self.fake.record:
+            self.conn.sent.append(message)
         self.unsent_finals = [(m, t) for m, t in self.unsent_finals if m is not message]
 
     def _queue(self, message: dict[str, Any], *, delay: float = 0.0) -> None:
@@ -605,7 +613,8 @@ class _ListenSession:
 
     def _audio(self, data: bytes) -> None:
         self.conn.audio_bytes += len(data)
-        self.conn.audio_messages.append(len(data))
+        if self.fake.record:
+            self.conn.audio_messages.append(len(data))
         self.sha.update(data)
         self.pending += data
         step = self.bytes_per_frame
