@@ -998,8 +998,9 @@ async def test_preemption_gets_audio_to_the_caller_sooner(voice: Voice, db: Sess
 async def test_caller_audio_goes_to_deepgram_frame_by_frame_only_while_an_endpoint_is_timed(
     voice: Voice, db: Sessions, utterance_end_ms: int, window: float
 ) -> None:
-    """Three frames a message, except quiet frames while Deepgram times an utterance end
-    (plus half a second) after speech: those go at once."""
+    """A quiet line goes 200 ms a message and speech 60 ms, its first frame at once; quiet
+    frames while Deepgram times an utterance end (plus half a second) after speech go one
+    by one."""
     with FakeDeepgram(tts_first_byte_delay=0.01, chars_per_second=40) as deepgram:
         voice.ctx.extras["stt"] = DeepgramSTT(
             api_key=DEEPGRAM_KEY, base_url=deepgram.base_url, utterance_end_ms=utterance_end_ms
@@ -1014,17 +1015,20 @@ async def test_caller_audio_goes_to_deepgram_frame_by_frame_only_while_an_endpoi
             sent = sim.frames_sent
         await until(lambda: _ended(db, sim.call_sid))
     [listen] = deepgram.listen_connections
-    runs = [(size, len(list(group))) for size, group in itertools.groupby(listen.audio_messages)]
+    sizes = listen.audio_messages
+    first_tone = sizes.index(3 * 160)
+    assert len(sizes[: first_tone - 1]) >= 10, sizes
+    assert set(sizes[: first_tone - 1]) == {10 * 160}, sizes  # the greeting and the quiet line
+    assert sizes[first_tone - 1] <= 10 * 160, sizes  # the tone's first frame, with the quiet before it
+    runs = [(size, len(list(group))) for size, group in itertools.groupby(sizes[first_tone:])]
+    assert runs[0][1] >= 5, runs  # the rest of the tone
     singles = [count for size, count in runs if size == 160]
     assert len(singles) == 1, runs  # one stretch frame by frame: the quiet after the tone
     assert window * 50 - 2 <= singles[0] <= window * 50 + 1, runs  # the first may carry held ones
-    at_once = runs.index((160, singles[0]))
-    before, after = runs[at_once - 1], runs[at_once + 1]
-    assert before[0] == 3 * 160, runs  # the greeting, the quiet line and the tone: batched
-    assert before[1] >= 10, runs
-    assert after[0] == 3 * 160, runs  # a quiet line again
-    assert after[1] >= 10, runs
-    odd = [size for size, _ in runs if size not in (160, 480)]
+    after = runs[runs.index((160, singles[0])) + 1]
+    assert after[0] == 10 * 160, runs  # a quiet line again
+    assert after[1] >= 2, runs
+    odd = [size for size, _ in runs if size not in (160, 480, 1600)]
     assert len(odd) <= 2, runs  # frames held when the tone ended, and when the call did
     assert listen.audio_bytes == sent * 160  # nothing held back is lost
 

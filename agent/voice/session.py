@@ -107,14 +107,15 @@ class VoiceConfig:
     barge_in_min_words: int = 2
     barge_in_min_seconds: float = 0.4
     pacer_lead_frames: int = 3
-    # Caller audio goes to the STT this many frames at a time (a third of the messages, each
-    # event at most 40 ms later), except quiet frames within the STT's `endpoint_after`
-    # (Deepgram: utterance end, 1 s) plus `stt_endpoint_margin` s after loud ones while the
-    # agent is silent: the STT times its endpointing and utterance end on those, so each
-    # goes at once and a final is never held back. Speech itself, a quiet line between
-    # turns and anything said while the agent talks (watched only for a barge-in, which
-    # needs `barge_in_min_seconds` anyway) are batched.
+    # Caller audio goes to the STT in batches (Deepgram asks for 20-250 ms a message); each
+    # message costs CPU at both ends. Speech goes `stt_frames_per_send` frames at a time
+    # (interims and barge-in words at most 40 ms later), its first loud frame at once. A quiet
+    # line goes `stt_quiet_frames_per_send` at a time, except within the STT's
+    # `endpoint_after` (Deepgram: utterance end, 1 s) plus `stt_endpoint_margin` s after
+    # speech while the agent is silent: the STT times its endpointing and utterance end on
+    # those frames, so each goes at once and a final is never held back.
     stt_frames_per_send: int = 3
+    stt_quiet_frames_per_send: int = 10
     stt_endpoint_margin: float = 0.5
     # A draft's first sentence goes to the TTS ahead of the final only once the caller's
     # audio has been quiet this long (longer than the gaps between words): one made while
@@ -377,23 +378,22 @@ class VoiceSession:
         origin = self.clock() - self._audio_fed
         if self._audio_origin is None or origin < self._audio_origin:
             self._audio_origin = origin
+        quiet = self._audio_fed - self._last_loud  # from the last loud frame's end to this one's
         if is_loud(ulaw):
             self._last_loud = self._audio_fed
-            at_once = False
+            onset = quiet > len(ulaw) / SAMPLE_RATE + 1e-6  # the frame before was quiet
+            batch = 1 if onset else self.config.stt_frames_per_send
         else:
-            quiet = self._audio_fed - self._last_loud
-            at_once = quiet <= self._endpoint_window and not self.pacer.busy()
+            timed = quiet <= self._endpoint_window and not self.pacer.busy()
+            batch = 1 if timed else self.config.stt_quiet_frames_per_send
             held = self._preemption.ahead if self._preemption is not None else None
             if held is not None and held.held and not self._caller_talking():
                 held.release()
-        if at_once:
-            if self._stt_pending:
-                ulaw, self._stt_pending = bytes(self._stt_pending + ulaw), bytearray()
-        else:
+        if len(self._stt_pending) + len(ulaw) < batch * FRAME_BYTES:
             self._stt_pending += ulaw
-            if len(self._stt_pending) < self.config.stt_frames_per_send * FRAME_BYTES:
-                return
-            ulaw, self._stt_pending = bytes(self._stt_pending), bytearray()
+            return
+        if self._stt_pending:
+            ulaw, self._stt_pending = bytes(self._stt_pending + ulaw), bytearray()
         await self._stream.send(ulaw)
 
     def on_mark(self, name: str) -> None:
