@@ -323,8 +323,9 @@ class FakeDeepgram(ServedFake):
             body = None
         record = RecordedRequest(request.method, request.url.path, dict(request.headers), json=body)
         record.form = {k: list(v) for k, v in parse_qs(request.url.query).items()}
-        with self._lock:
-            self.speak_requests.append(record)
+        if self.record:
+            with self._lock:
+                self.speak_requests.append(record)
         response = self._speak_response(request, body)
         record.status = response.status_code
         return response
