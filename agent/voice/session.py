@@ -190,14 +190,7 @@ class Stable:
     version: int
 
 
-@dataclass(slots=True, frozen=True)
-class Failed:
-    """Handling an STT event outside `run` raised `error`; `run` raises it as its own."""
-
-    error: Exception
-
-
-SessionEvent = SttIn | PlaybackMark | KeyPress | Silence | TimeLimit | CallerGone | Stable | Failed
+SessionEvent = SttIn | PlaybackMark | KeyPress | Silence | TimeLimit | CallerGone | Stable
 
 
 @dataclass(slots=True, frozen=True)
@@ -333,7 +326,6 @@ class VoiceSession:
         self.clock = clock
         self.pacer = Pacer(link.send_media, link.send_mark, lead=self.config.pacer_lead_frames, clock=clock)
         self._events: asyncio.Queue[SessionEvent] = asyncio.Queue()
-        self._handling = asyncio.Lock()  # events are handled one at a time, in order (see `_read_stt`)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stream: STTStream | None = None
         self._uids = itertools.count(1)
@@ -435,8 +427,7 @@ class VoiceSession:
             )
             while not self._ending:
                 event = await self._events.get()
-                async with self._handling:
-                    await self._handle(event)
+                await self._handle(event)
         finally:
             await self._shutdown()
 
@@ -460,8 +451,6 @@ class VoiceSession:
                 self._ending = True
             case Stable(version=version):
                 self._on_stable(version)
-            case Failed(error=error):
-                raise error
 
     # ---- STT events: turn-taking and barge-in ------------------------------------------
 
@@ -866,23 +855,9 @@ class VoiceSession:
     # ---- plumbing ----------------------------------------------------------------------
 
     async def _read_stt(self) -> None:
-        # An STT event is handled here at once when nothing is queued or being handled,
-        # rather than queued for `run`: under load every hand-off between tasks waits a
-        # whole turn of the event loop (all the calls' frames that arrived meanwhile), and
-        # a final transcript is on the critical path. An item stays in the queue until
-        # `run` has resumed and taken it, so an empty queue and a free lock mean nothing
-        # earlier is still waiting to be handled: the order is kept.
         assert self._stream is not None
         async for event in self._stream.events():
-            if self._events.empty() and not self._handling.locked() and not self._ending:
-                async with self._handling:
-                    try:
-                        await self._handle(SttIn(event))
-                    except Exception as error:  # ends the call as a failure in `run` would
-                        self._events.put_nowait(Failed(error))
-                        return
-            else:
-                self._events.put_nowait(SttIn(event))
+            self._events.put_nowait(SttIn(event))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str = "say") -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=f"voice:{self.call.call_sid}:{name}")
