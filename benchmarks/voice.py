@@ -106,6 +106,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.api import _own_cpu, free_port, percentile, postgres_cpu, wait_ready
 from benchmarks.sampler import report as sampler_report
 from benchmarks.voice_fakes import CALLER_LINES, CHARS_PER_SECOND, LONG_CALL_LINES, SCRIPTS
+from hibachi.sched import SliceUnsupported, get_slice
 from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
 from telephony.audio import silence_ulaw, tone_ulaw
 from telephony.fakes.deepgram_server import DEFAULT_API_KEY as DEEPGRAM_KEY
@@ -781,6 +782,17 @@ def _pin(processes: Processes) -> None:
     print(f"pinned: server on CPU {cpus[0]}, load generator and fakes on CPU(s) {sorted(rest)}")
 
 
+def _slice_us(pids: list[int]) -> str:
+    """The scheduler slices the server's threads have, in us (hibachi.sched)."""
+    try:
+        slices = {
+            get_slice(int(task.name)) // 1000 for pid in pids for task in Path(f"/proc/{pid}/task").iterdir()
+        }
+    except SliceUnsupported as exc:
+        return f"unknown ({exc})"
+    return ", ".join(f"{us} us" for us in sorted(slices))
+
+
 def _renice(processes: Processes, niceness: int) -> None:
     """This load generator and the fakes at a lower CPU priority than the server (and its database)."""
     for pid in [os.getpid(), *(proc.pid for proc in processes.fakes.values())]:
@@ -810,6 +822,7 @@ async def run(
     pin: bool,
     workers: int,
     niceness: int = 0,
+    server_slice_us: int | None = None,
     repeat: int = 1,
     turns_out: IO[str] | None = None,
     profile: Path | None = None,
@@ -844,6 +857,8 @@ async def run(
                 "OPENAI_API_KEY": OPENAI_KEY,
                 "OPENAI_BASE_URL": openai_url,
             }
+            if server_slice_us is not None:
+                env["HIBACHI_SCHED_SLICE_US"] = str(server_slice_us)
             sampler = ["-m", "benchmarks.sampler", str(profile), "--on-signal"] if profile else []
             serve = ["-m", "hibachi.cli", "serve", "--port", str(port), f"--workers={workers}"]
             server = subprocess.Popen(  # noqa: ASYNC220  (started once, before measuring)
@@ -860,6 +875,7 @@ async def run(
                     _pin(processes)
                 if niceness:
                     _renice(processes, niceness)
+                print(f"server scheduler slice: {_slice_us(server_pids(processes))}")
                 print(
                     f"hibachi voice benchmark: {os.cpu_count()} CPUs, `hibachi serve --workers {workers}` + "
                     "embedded PostgreSQL/Redis; FakeDeepgram and FakeOpenAI each in their own process; the "
@@ -959,6 +975,12 @@ def main() -> None:
         help="run the load generator and fakes at this niceness (the server keeps its priority)",
     )
     parser.add_argument(
+        "--server-slice",
+        type=int,
+        metavar="US",
+        help="HIBACHI_SCHED_SLICE_US for the server: its CPU time slice, 0 for the kernel's (hibachi.sched)",
+    )
+    parser.add_argument(
         "--server-workers", type=int, default=1, help="`hibachi serve --workers N` (uvicorn processes)"
     )
     parser.add_argument(
@@ -999,6 +1021,7 @@ def main() -> None:
                 pin=args.pin,
                 workers=args.server_workers,
                 niceness=args.nice,
+                server_slice_us=args.server_slice,
                 repeat=args.repeat,
                 turns_out=turns_out,
                 profile=args.profile,

@@ -17,6 +17,7 @@ from evals.cli import eval_app
 from hibachi.embedded import EmbeddedServers
 from hibachi.settings import Settings
 
+log = logging.getLogger(__name__)
 app = typer.Typer(help="My Hibachi voice & messaging agent and back office.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
@@ -42,6 +43,18 @@ def _run(main: Coroutine[Any, Any, None], servers: EmbeddedServers) -> None:
         pass
     finally:
         servers.stop()
+
+
+def _ask_for_slice(settings: Settings) -> None:
+    """This process's scheduler slice (hibachi.sched): its threads now, and what it starts later
+    (threads, `--workers` processes, embedded PostgreSQL and Redis) inherit it."""
+    from hibachi.sched import SliceUnsupported, set_process_slice
+
+    if settings.hibachi_sched_slice_us:
+        try:
+            set_process_slice(settings.hibachi_sched_slice_us * 1000, os.getpid())
+        except SliceUnsupported as exc:
+            log.info("scheduler slice left to the kernel: %s", exc)
 
 
 def _prepare(settings: Settings) -> tuple[Settings, EmbeddedServers]:
@@ -89,7 +102,9 @@ def serve(
 
     configure_logging()
     _exit_on_sigterm()
-    settings, servers = _prepare(Settings())
+    settings = Settings()
+    _ask_for_slice(settings)
+    settings, servers = _prepare(settings)
     try:
         if workers > 1:
             # Each worker writes its metrics here and /metrics sums them (see hibachi.app.metrics_text).

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from hibachi.app import create_app
+from hibachi.sched import get_slice
 from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, Settings
 from telephony.twilio.call_sim import SimulatedCall
 from tests.live_server import LiveServer, live_server
@@ -191,10 +192,37 @@ def test_hibachi_call_books_by_voice_on_local_engines(server: LiveServer) -> Non
     assert conversation["channel"] == "voice"
 
 
+def _thread_slices(pid: int) -> set[int]:
+    return {get_slice(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+def _python_children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children if b"python" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def test_serve_runs_every_thread_on_the_configured_scheduler_slice(server: LiveServer) -> None:
+    configured = Settings(_env_file=None).hibachi_sched_slice_us * 1000
+    assert configured == 6_000_000
+    assert _thread_slices(server.process.pid) == {configured}  # the loop's, the executors', the DB's
+
+
+@pytest.mark.parametrize("slice_us", [1, 99, 100_001])
+def test_a_scheduler_slice_the_kernel_would_refuse_is_a_settings_error(slice_us: int) -> None:
+    with pytest.raises(ValueError, match="hibachi_sched_slice_us"):
+        Settings(_env_file=None, hibachi_sched_slice_us=slice_us)
+
+
 def test_serve_with_two_workers_shares_one_database_and_sums_their_metrics(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    with live_server(tmp_path_factory.mktemp("workers"), workers=2) as running:
+    with live_server(
+        tmp_path_factory.mktemp("workers"), workers=2, env={"HIBACHI_SCHED_SLICE_US": "3000"}
+    ) as running:
+        workers = _python_children(running.process.pid)
+        assert len(workers) >= 2  # the two workers (and multiprocessing's helper, if it runs one)
+        for pid in [running.process.pid, *workers]:  # the workers inherit the server's slice
+            assert _thread_slices(pid) == {3_000_000}
         headers = {"Authorization": f"Bearer {running.admin_key}"}
         requests = 40
         for _ in range(requests):  # a new connection each time: the kernel spreads them over the workers
