@@ -106,7 +106,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.api import _own_cpu, free_port, percentile, postgres_cpu, wait_ready
 from benchmarks.sampler import report as sampler_report
 from benchmarks.voice_fakes import CALLER_LINES, CHARS_PER_SECOND, LONG_CALL_LINES, SCRIPTS
-from hibachi.sched import SliceUnsupported, get_slice
+from hibachi.sched import SliceUnsupported, get_slice, thread_ids
 from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
 from telephony.audio import silence_ulaw, tone_ulaw
 from telephony.fakes.deepgram_server import DEFAULT_API_KEY as DEEPGRAM_KEY
@@ -772,12 +772,12 @@ def _pin(processes: Processes) -> None:
     if len(cpus) < 2:
         return
     for pid in server_pids(processes):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            os.sched_setaffinity(int(task.name), {cpus[0]})
+        for tid in thread_ids(pid):
+            os.sched_setaffinity(tid, {cpus[0]})
     rest = set(cpus[1:])
     for proc in processes.fakes.values():
-        for task in Path(f"/proc/{proc.pid}/task").iterdir():
-            os.sched_setaffinity(int(task.name), rest)
+        for tid in thread_ids(proc.pid):
+            os.sched_setaffinity(tid, rest)
     os.sched_setaffinity(0, rest)
     print(f"pinned: server on CPU {cpus[0]}, load generator and fakes on CPU(s) {sorted(rest)}")
 
@@ -785,9 +785,7 @@ def _pin(processes: Processes) -> None:
 def _slice_us(pids: list[int]) -> str:
     """The scheduler slices the server's threads have, in us (hibachi.sched)."""
     try:
-        slices = {
-            get_slice(int(task.name)) // 1000 for pid in pids for task in Path(f"/proc/{pid}/task").iterdir()
-        }
+        slices = {get_slice(tid) // 1000 for pid in pids for tid in thread_ids(pid)}
     except SliceUnsupported as exc:
         return f"unknown ({exc})"
     return ", ".join(f"{us} us" for us in sorted(slices))
@@ -796,8 +794,8 @@ def _slice_us(pids: list[int]) -> str:
 def _renice(processes: Processes, niceness: int) -> None:
     """This load generator and the fakes at a lower CPU priority than the server (and its database)."""
     for pid in [os.getpid(), *(proc.pid for proc in processes.fakes.values())]:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+        for tid in thread_ids(pid):
+            os.setpriority(os.PRIO_PROCESS, tid, niceness)
     server = os.getpriority(os.PRIO_PROCESS, processes.server.pid)
     print(f"reniced: load generator and fakes at nice {niceness}, the server at {server}")
 

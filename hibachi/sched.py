@@ -1,13 +1,13 @@
-"""A shorter CPU time slice for a latency-sensitive process (Linux 6.12+, the EEVDF scheduler).
+"""A thread's CPU time slice under Linux's EEVDF scheduler (6.12+), for a latency-sensitive process.
 
-A voice call's audio and turns wait on one event loop; when the cores are busy with other
-work (a database, a job worker, a neighbour on the host), a woken loop waits for the
-running task's slice to end: ~1-3 ms by default, and more when several are queued. Linux's
-EEVDF scheduler takes a slice per thread (`sched_setattr`'s `sched_runtime` for
-SCHED_OTHER): a thread that asks for a shorter one gets an earlier virtual deadline and,
-on waking, preempts a task with a longer slice at once. Its share of the CPU is unchanged
-(that is what niceness sets). Python's `os` has no `sched_setattr`, so this calls it
-through libc. Threads started later inherit the slice.
+Linux takes a slice per thread (`sched_setattr`'s `sched_runtime` for SCHED_OTHER; 1.4 ms
+by default on our 2-core hosts). A shorter one gets the thread earlier deadlines but switches
+it out more often; a longer one lets it run a burst of work to the end before another task
+on the core gets its turn. The server's event loop does its calls' work in bursts, and a
+longer slice (`HIBACHI_SCHED_SLICE_US`, 6 ms) cut its 100-call tail while a 100 us one made
+it worse (benchmarks/RESULTS.md, tenth session). The CPU share is unchanged: niceness sets
+that. Python's `os` has no `sched_setattr`, so this calls it through libc. Threads and
+processes started later inherit the slice.
 """
 
 from __future__ import annotations
@@ -63,10 +63,15 @@ def set_slice(slice_ns: int, tid: int = 0) -> None:
         raise SliceUnsupported(f"Linux {platform.release()} ignores a thread's slice (6.12+ takes one)")
 
 
+def thread_ids(pid: int) -> list[int]:
+    """The ids of the threads process `pid` has now (Linux's /proc)."""
+    return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
 def set_process_slice(slice_ns: int, pid: int) -> int:
     """The same slice for every thread `pid` has now (threads and processes it starts later
     inherit it); returns how many threads."""
-    tids = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    tids = thread_ids(pid)
     for tid in tids:
         set_slice(slice_ns, tid)
     return len(tids)

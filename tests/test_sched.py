@@ -6,12 +6,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from hibachi.sched import MIN_SLICE_NS, get_slice, set_process_slice, set_slice
+from hibachi.sched import MIN_SLICE_NS, get_slice, set_process_slice, set_slice, thread_ids
 
 T = TypeVar("T")
 
@@ -43,7 +42,7 @@ def test_every_thread_of_another_process_gets_the_slice() -> None:
         assert child.stdout is not None
         child.stdout.readline()  # its second thread is running
         threads = set_process_slice(MIN_SLICE_NS, child.pid)
-        tids = [int(task.name) for task in Path(f"/proc/{child.pid}/task").iterdir()]
+        tids = thread_ids(child.pid)
         assert threads == len(tids) >= 2
         assert [get_slice(tid) for tid in tids] == [MIN_SLICE_NS] * len(tids)
     finally:

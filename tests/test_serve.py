@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from hibachi.app import create_app
-from hibachi.sched import get_slice
+from hibachi.sched import get_slice, thread_ids
 from hibachi.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, Settings
 from telephony.twilio.call_sim import SimulatedCall
 from tests.live_server import LiveServer, live_server
@@ -193,7 +193,7 @@ def test_hibachi_call_books_by_voice_on_local_engines(server: LiveServer) -> Non
 
 
 def _thread_slices(pid: int) -> set[int]:
-    return {get_slice(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir()}
+    return {get_slice(tid) for tid in thread_ids(pid)}
 
 
 def _python_children(pid: int) -> list[int]:
